@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class Role(models.TextChoices):
+    API_CLIENT = "api_client", "API client"
+    ANALYST = "analyst", "Analyst"
+    ADMIN = "admin", "Admin"
+
+
+class User(AbstractUser):
+    """A person or a machine client. The role decides what it may reach: API clients the API only,
+    analysts the console, admins the console and the Django admin."""
+
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANALYST)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(role__in=Role.values), name="user_role_valid"),
+        ]
+
+    @property
+    def is_api_client(self) -> bool:
+        return self.role == Role.API_CLIENT
+
+    @property
+    def is_analyst(self) -> bool:
+        return self.role in {Role.ANALYST, Role.ADMIN}

@@ -1,0 +1,88 @@
+"""API plumbing shared by every endpoint: one error shape, pagination, role permissions."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, permissions
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def problem(status: int, detail: str, *, errors: dict[str, Any] | None = None, code: str | None = None) -> dict[str, Any]:
+    """The one error body (RFC 7807): ``type``, ``title``, ``status``, ``detail`` and, for
+    validation failures, ``errors`` mapping each failing field to its messages."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if code:
+        body["code"] = code
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def problem_response(status: int, detail: str, **kwargs: Any) -> Response:
+    return Response(problem(status, detail, **kwargs), status=status, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {str(k): _flatten(v) for k, v in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(v) for v in detail]
+    return str(detail)
+
+
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        if not isinstance(errors, dict):
+            errors = {"non_field_errors": errors if isinstance(errors, list) else [errors]}
+        body = problem(response.status_code, "The request has invalid fields.", errors=errors, code="invalid")
+    else:
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        code = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+        if isinstance(detail, dict):  # simplejwt wraps its message in {"detail": ..., "code": ...}
+            code = str(detail.get("code", code or "")) or None
+            detail = detail.get("detail", "")
+        body = problem(response.status_code, str(detail), code=code if isinstance(code, str) else None)
+    response.data = body
+    response.content_type = PROBLEM_CONTENT_TYPE
+    return response
+
+
+class Pagination(CursorPagination):
+    """Cursor pagination: stable under inserts and no COUNT(*) over large tables."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = settings.API_MAX_PAGE_SIZE
+    ordering = ("-timestamp", "-id")
+
+
+class IsApiClient(permissions.BasePermission):
+    """Machine clients only: analysts and admins use the console, not the scoring API."""
+
+    message = "This endpoint is for API clients."
+
+    def has_permission(self, request: Any, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and getattr(user, "is_api_client", False))

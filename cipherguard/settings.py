@@ -1,0 +1,310 @@
+"""CipherGuard settings: one manifest, driven by the environment.
+
+Every variable an operator can set is read here, once, through the typed helpers in
+``cipherguard.env``. Defaults make a fresh clone run on SQLite with an in-process cache;
+``ENVIRONMENT=production`` refuses to start without real secrets. See ``.env.example``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from cipherguard.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    parse_postgres_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("CIPHERGUARD_VAR_DIR", str(BASE_DIR / "var")))
+
+# --- Environment -------------------------------------------------------------------------------
+ENVIRONMENT = env_str("ENVIRONMENT", "development")
+if ENVIRONMENT not in {"development", "production", "test"}:
+    raise ImproperlyConfigured(f"ENVIRONMENT must be development, production or test, got {ENVIRONMENT!r}")
+IS_PRODUCTION = ENVIRONMENT == "production"
+DEBUG = env_bool("DEBUG", not IS_PRODUCTION and ENVIRONMENT != "test")
+
+# Development-only placeholders. Production refuses every one of them (see the check below).
+_DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - a marked placeholder, refused in production
+_DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105
+_DEV_ENCRYPTION_KEY = "dev-insecure-encryption-key-change-me"  # noqa: S105
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
+JWT_SECRET = env_str("JWT_SECRET", _DEV_JWT_SECRET)
+ENCRYPTION_KEY = env_str("ENCRYPTION_KEY", _DEV_ENCRYPTION_KEY)
+
+if IS_PRODUCTION:
+    _problems = []
+    if DEBUG:
+        _problems.append("DEBUG must be off")
+    for _name, _value, _placeholder in (
+        ("SECRET_KEY", SECRET_KEY, _DEV_SECRET_KEY),
+        ("JWT_SECRET", JWT_SECRET, _DEV_JWT_SECRET),
+        ("ENCRYPTION_KEY", ENCRYPTION_KEY, _DEV_ENCRYPTION_KEY),
+    ):
+        if _value == _placeholder:
+            _problems.append(f"{_name} is missing or still the development default")
+        elif len(_value) < 32:
+            _problems.append(f"{_name} must be at least 32 characters")
+    if JWT_SECRET == SECRET_KEY:
+        _problems.append("JWT_SECRET must differ from SECRET_KEY")
+    if _problems:
+        raise ImproperlyConfigured("Refusing to start in production: " + "; ".join(_problems))
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if IS_PRODUCTION else ["127.0.0.1", "localhost", "testserver"])
+if IS_PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("Refusing to start in production: ALLOWED_HOSTS is empty")
+
+# --- Applications ------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_prometheus",
+    "accounts",
+    "audit",
+    "fraud",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "cipherguard.urls"
+WSGI_APPLICATION = "cipherguard.wsgi.application"
+AUTH_USER_MODEL = "accounts.User"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+DB_POOL_SIZE = env_int("DB_POOL_SIZE", 20, minimum=1)
+DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2, minimum=0)
+DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 5.0, minimum=0.1)
+if DATABASE_URL:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            **parse_postgres_url(DATABASE_URL),
+            # Django's native psycopg pool. max_size bounds the overflow above min_size, and a
+            # request that cannot get a connection within `timeout` seconds fails fast instead of
+            # queueing forever. A pool requires CONN_MAX_AGE=0 (the pool keeps connections alive).
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {
+                "pool": {
+                    "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_SIZE),
+                    "max_size": DB_POOL_SIZE,
+                    "timeout": DB_POOL_TIMEOUT,
+                    "max_idle": 300,
+                    "max_lifetime": 3600,
+                },
+            },
+            "TEST": {"NAME": env_str("TEST_DATABASE_NAME", "test_cipherguard")},
+        }
+    }
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "cipherguard.sqlite3",
+            "OPTIONS": {
+                # WAL lets the web process read while a background worker writes; IMMEDIATE
+                # transactions take the write lock up front instead of failing mid-transaction.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+                "transaction_mode": "IMMEDIATE",
+            },
+        }
+    }
+
+# --- Cache -------------------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 100, minimum=1)
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "cg",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "CONNECTION_POOL_KWARGS": {"max_connections": REDIS_MAX_CONNECTIONS},
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cipherguard"}}
+
+# --- Celery ------------------------------------------------------------------------------------
+# No broker configured: the embedded default is kombu's filesystem transport under var/, which a
+# worker started by `make run` consumes; jobs never run inside the HTTP request.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "data_folder_in": str(VAR_DIR / "celery" / "queue"),
+        "data_folder_out": str(VAR_DIR / "celery" / "queue"),
+        "processed_folder": str(VAR_DIR / "celery" / "processed"),
+        "store_processed": False,
+    }
+    if CELERY_BROKER_URL.startswith("filesystem")
+    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60)}
+)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3300, minimum=10)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=10)
+CELERY_TASK_ALWAYS_EAGER = False
+
+# --- Auth --------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "cipherguard.api.Pagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "cipherguard.api.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "PAGE_SIZE": 50,
+}
+API_MAX_PAGE_SIZE = 200
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1, maximum=60)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(hours=env_int("JWT_REFRESH_HOURS", 24, minimum=1, maximum=24 * 30)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_SECRET,
+    "AUDIENCE": env_str("JWT_AUDIENCE", "cipherguard-api"),
+    "ISSUER": env_str("JWT_ISSUER", "cipherguard"),
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CipherGuard API",
+    "DESCRIPTION": "Real-time payment-fraud scoring: scores, decisions and their reasons.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and docs UI are public in development; production requires a signed-in user
+    # (an admin session in the browser, or a JWT).
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.IsAuthenticated" if IS_PRODUCTION else "rest_framework.permissions.AllowAny"
+    ],
+    "SERVE_AUTHENTICATION": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+    ],
+}
+
+# --- Fraud scoring -----------------------------------------------------------------------------
+# Initial decision thresholds; admins change the stored values without a restart.
+FRAUD_THRESHOLD = env_float("FRAUD_THRESHOLD", 0.5, minimum=0.0, maximum=1.0)
+FRAUD_DECLINE_THRESHOLD = env_float("FRAUD_DECLINE_THRESHOLD", 0.9, minimum=0.0, maximum=1.0)
+if FRAUD_THRESHOLD >= FRAUD_DECLINE_THRESHOLD:
+    raise ImproperlyConfigured("FRAUD_THRESHOLD (review) must be below FRAUD_DECLINE_THRESHOLD")
+# Labels become known only after a delay (chargebacks take days to weeks); merchant-risk features
+# only count transactions at least this many days old, so training and serving see the same thing.
+FRAUD_LABEL_DELAY_DAYS = env_int("FRAUD_LABEL_DELAY_DAYS", 7, minimum=0, maximum=90)
+FRAUD_MAX_AMOUNT = env_str("FRAUD_MAX_AMOUNT", "1000000")
+FRAUD_MAX_FUTURE_SKEW_SECONDS = env_int("FRAUD_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0)
+FRAUD_BATCH_MAX_ITEMS = env_int("FRAUD_BATCH_MAX_ITEMS", 1000, minimum=1, maximum=10000)
+FRAUD_REASONS_TOP_K = env_int("FRAUD_REASONS_TOP_K", 3, minimum=1, maximum=10)
+# How often a web process re-reads the active model and thresholds (a change made in this process
+# applies at once; other processes pick it up within this many seconds).
+FRAUD_RUNTIME_REFRESH_SECONDS = env_float("FRAUD_RUNTIME_REFRESH_SECONDS", 5.0, minimum=0.0)
+MODEL_ARTIFACT_DIR = Path(env_str("MODEL_ARTIFACT_DIR", str(VAR_DIR / "models")))
+
+RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
+RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
+
+# --- HTTP --------------------------------------------------------------------------------------
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = IS_PRODUCTION
+CSRF_COOKIE_SECURE = IS_PRODUCTION
+if IS_PRODUCTION:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,16 @@
+"""Test overlay: the real settings, made fast and deterministic for pytest."""
+
+from __future__ import annotations
+
+from cipherguard.settings import *  # noqa: F403
+
+ENVIRONMENT = "test"
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Tests change the active model and thresholds through services, which refresh this process at
+# once; a long poll interval keeps query counts on the hot path deterministic.
+FRAUD_RUNTIME_REFRESH_SECONDS = 3600.0
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

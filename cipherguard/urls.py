@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from cipherguard import views
+from fraud import apis
+
+api_v1 = [
+    path("auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("transactions/", apis.TransactionsApi.as_view(), name="transactions"),
+    path("transactions/batch/", apis.TransactionBatchScoreApi.as_view(), name="transactions-batch"),
+    path("transactions/<str:transaction_id>/", apis.TransactionDetailApi.as_view(), name="transaction-detail"),
+    path("transactions/<str:transaction_id>/feedback/", apis.TransactionFeedbackApi.as_view(), name="transaction-feedback"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+]
+
+handler400 = views.bad_request
+handler403 = views.permission_denied
+handler404 = views.page_not_found
+handler500 = views.server_error
+

@@ -1,0 +1,84 @@
+"""Process-level endpoints (health, readiness) and JSON error pages for the API."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from cipherguard.api import PROBLEM_CONTENT_TYPE, problem
+from fraud.scoring import NoActiveModelError, runtime
+
+logger = logging.getLogger(__name__)
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Checks nothing else, so a database outage does not get
+    every web process restarted."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: database, cache and an active model are all usable; 503 otherwise."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means "not ready", never a 500
+        logger.warning("readiness: database unavailable: %s", type(exc).__name__)
+        checks["database"] = "unavailable"
+    try:
+        cache.set("readyz", "1", timeout=5)
+        checks["cache"] = "ok" if cache.get("readyz") == "1" else "unavailable"
+    except Exception as exc:
+        logger.warning("readiness: cache unavailable: %s", type(exc).__name__)
+        checks["cache"] = "unavailable"
+    if checks["database"] == "ok":
+        try:
+            model, _ = runtime.current()
+            checks["model"] = model.version
+        except NoActiveModelError:
+            checks["model"] = "unavailable"
+        except Exception as exc:
+            logger.warning("readiness: model unavailable: %s", type(exc).__name__)
+            checks["model"] = "unavailable"
+    else:
+        checks["model"] = "unknown"
+    ready = all(v != "unavailable" and v != "unknown" for v in checks.values())
+    return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+def _error(request: HttpRequest, status: int, detail: str) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(problem(status, detail), status=status, content_type=PROBLEM_CONTENT_TYPE)
+    return render(request, "error.html", {"status": status, "detail": detail}, status=status)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 400, "The request could not be understood.")
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 403, "You do not have permission to do this.")
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error(request, 404, "Nothing here.")
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _error(request, 500, "Something went wrong on our side. It has been logged.")

@@ -1,0 +1,246 @@
+"""The scoring API. Views parse input, call one service and render the result."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cipherguard.api import IsApiClient, Pagination, problem, problem_response
+from fraud.models import Channel, Decision, Label, LabelSource, Transaction
+from fraud.scoring import NoActiveModelError
+from fraud.selectors import transaction_get_for_client, transaction_list_for_client
+from fraud.services import IdempotencyConflictError, transaction_label, transaction_score
+from fraud.validation import (
+    AmountField,
+    AwareTimestampField,
+    CountryField,
+    CurrencyField,
+    IdentifierField,
+    StrictSerializer,
+    currency_decimals,
+)
+
+
+class ProblemSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+def problems(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ProblemSerializer, description=f"{code} problem+json") for code in codes}
+
+
+class TransactionInputSerializer(StrictSerializer):
+    transaction_id = IdentifierField()
+    customer_id = IdentifierField()
+    merchant_id = IdentifierField()
+    amount = AmountField()
+    currency = CurrencyField()
+    country = CountryField()
+    timestamp = AwareTimestampField()
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        places = currency_decimals(attrs["currency"])
+        exponent = attrs["amount"].normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > places:
+            raise serializers.ValidationError({"amount": [f"{attrs['currency']} allows at most {places} decimal places."]})
+        return attrs
+
+
+class ReasonSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    value = serializers.FloatField()
+    contribution = serializers.FloatField()
+    message = serializers.CharField()
+
+
+class ScoreOutputSerializer(serializers.Serializer):
+    transaction_id = serializers.CharField()
+    fraud_score = serializers.FloatField(min_value=0, max_value=1)
+    decision = serializers.ChoiceField(choices=Decision.choices)
+    reasons = ReasonSerializer(many=True)
+    model_version = serializers.CharField()
+    scored_at = serializers.DateTimeField()
+
+
+class TransactionOutputSerializer(ScoreOutputSerializer):
+    customer_id = serializers.CharField()
+    merchant_id = serializers.CharField()
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    country = serializers.CharField()
+    channel = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+    label = serializers.CharField()
+
+
+def score_data(tx: Transaction, model_version: str) -> dict[str, Any]:
+    return {
+        "transaction_id": tx.transaction_id,
+        "fraud_score": round(float(tx.fraud_score or 0.0), 6),
+        "decision": tx.decision,
+        "reasons": tx.reasons,
+        "model_version": model_version,
+        "scored_at": tx.scored_at.isoformat() if tx.scored_at else None,
+    }
+
+
+def transaction_data(tx: Transaction) -> dict[str, Any]:
+    return score_data(tx, tx.model_version.version if tx.model_version else "") | {
+        "customer_id": tx.customer_id,
+        "merchant_id": tx.merchant_id,
+        "amount": format(tx.amount.quantize(Decimal(1).scaleb(-currency_decimals(tx.currency))), "f"),
+        "currency": tx.currency,
+        "country": tx.country,
+        "channel": tx.channel,
+        "timestamp": tx.timestamp.isoformat(),
+        "label": tx.label,
+    }
+
+
+def no_model_response() -> Response:
+    return problem_response(status.HTTP_503_SERVICE_UNAVAILABLE, "No active model: scoring is unavailable.", code="no_active_model")
+
+
+def conflict_body(exc: IdempotencyConflictError) -> dict[str, Any]:
+    return problem(status.HTTP_409_CONFLICT, str(exc), code="idempotency_conflict")
+
+
+class TransactionFilterSerializer(StrictSerializer):
+    decision = serializers.ChoiceField(choices=Decision.choices, required=False)
+    customer_id = IdentifierField(required=False)
+    since = AwareTimestampField(required=False)
+    until = AwareTimestampField(required=False)
+    cursor = serializers.CharField(required=False, max_length=512)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=settings.API_MAX_PAGE_SIZE)
+
+
+class TransactionsApi(APIView):
+    """POST scores one transaction; GET lists the client's own transactions."""
+
+    permission_classes = [IsApiClient]
+
+    @extend_schema(
+        operation_id="transactions_score",
+        request=TransactionInputSerializer,
+        responses={201: ScoreOutputSerializer, 200: ScoreOutputSerializer, **problems(400, 401, 403, 409, 415, 503)},
+        description="Score one transaction. Repeating the same transaction_id with the same body returns the "
+        "stored result with 200; with a different body, 409.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TransactionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            outcome = transaction_score(client=request.user, data=serializer.validated_data)
+        except NoActiveModelError:
+            return no_model_response()
+        except IdempotencyConflictError as exc:
+            return Response(conflict_body(exc), status=status.HTTP_409_CONFLICT, content_type="application/problem+json")
+        code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
+        return Response(score_data(outcome.transaction, outcome.model_version), status=code)
+
+    @extend_schema(
+        operation_id="transactions_list",
+        parameters=[TransactionFilterSerializer],
+        responses={200: TransactionOutputSerializer(many=True), **problems(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        filters = TransactionFilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        params = {k: v for k, v in filters.validated_data.items() if k not in {"cursor", "page_size"}}
+        qs = transaction_list_for_client(client=request.user, **params)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response([transaction_data(tx) for tx in page])
+
+
+class BatchInputSerializer(StrictSerializer):
+    transactions = serializers.ListField(
+        child=serializers.DictField(), min_length=1, max_length=settings.FRAUD_BATCH_MAX_ITEMS, allow_empty=False
+    )
+
+
+class TransactionBatchScoreApi(APIView):
+    permission_classes = [IsApiClient]
+
+    @extend_schema(
+        operation_id="transactions_score_batch",
+        request=inline_serializer("BatchRequest", {"transactions": TransactionInputSerializer(many=True)}),
+        responses={
+            200: inline_serializer(
+                "BatchResponse",
+                {
+                    "results": serializers.ListField(child=serializers.DictField()),
+                    "scored": serializers.IntegerField(),
+                    "failed": serializers.IntegerField(),
+                },
+            ),
+            **problems(400, 401, 403, 415, 503),
+        },
+        description=f"Score up to {settings.FRAUD_BATCH_MAX_ITEMS} transactions. One result per item, in order: "
+        "each has index and status (201 scored, 200 replayed, 400 invalid with errors, 409 conflict); "
+        "a bad item does not sink the others.",
+    )
+    def post(self, request: Request) -> Response:
+        outer = BatchInputSerializer(data=request.data)
+        outer.is_valid(raise_exception=True)
+        results: list[dict[str, Any]] = []
+        for index, item in enumerate(outer.validated_data["transactions"]):
+            serializer = TransactionInputSerializer(data=item)
+            if not serializer.is_valid():
+                errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
+                results.append({"index": index, **problem(400, "The item has invalid fields.", errors=errors, code="invalid")})
+                continue
+            try:
+                outcome = transaction_score(client=request.user, data=serializer.validated_data)
+            except NoActiveModelError:
+                return no_model_response()
+            except IdempotencyConflictError as exc:
+                results.append({"index": index, **conflict_body(exc)})
+                continue
+            code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
+            results.append({"index": index, "status": code, **score_data(outcome.transaction, outcome.model_version)})
+        failed = sum(1 for r in results if r["status"] >= 400)
+        return Response({"results": results, "scored": len(results) - failed, "failed": failed})
+
+
+class TransactionDetailApi(APIView):
+    permission_classes = [IsApiClient]
+
+    @extend_schema(operation_id="transactions_retrieve", responses={200: TransactionOutputSerializer, **problems(401, 403, 404)})
+    def get(self, request: Request, transaction_id: str) -> Response:
+        tx = transaction_get_for_client(client=request.user, transaction_id=transaction_id)
+        return Response(transaction_data(tx))
+
+
+class FeedbackInputSerializer(StrictSerializer):
+    label = serializers.ChoiceField(choices=Label.choices)
+
+
+class TransactionFeedbackApi(APIView):
+    permission_classes = [IsApiClient]
+
+    @extend_schema(
+        operation_id="transactions_feedback",
+        request=FeedbackInputSerializer,
+        responses={200: TransactionOutputSerializer, **problems(400, 401, 403, 404, 415)},
+        description="Report an outcome (e.g. a chargeback) for a scored transaction. It becomes a training label.",
+    )
+    def post(self, request: Request, transaction_id: str) -> Response:
+        serializer = FeedbackInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tx = transaction_get_for_client(client=request.user, transaction_id=transaction_id)
+        tx = transaction_label(transaction_obj=tx, label=serializer.validated_data["label"], source=LabelSource.CLIENT)
+        return Response(transaction_data(tx))

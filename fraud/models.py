@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Decision(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REVIEW = "review", "Review"
+    DECLINE = "decline", "Decline"
+
+
+class Label(models.TextChoices):
+    FRAUD = "fraud", "Fraud"
+    LEGITIMATE = "legitimate", "Legitimate"
+
+
+class LabelSource(models.TextChoices):
+    CLIENT = "client", "API client feedback"
+    ANALYST = "analyst", "Analyst decision"
+    IMPORT = "import", "Historical import"
+    GENERATOR = "generator", "Synthetic generator"
+
+
+class Channel(models.TextChoices):
+    ONLINE = "online", "Online"
+    POS = "pos", "Point of sale"
+    ATM = "atm", "ATM"
+    MOTO = "moto", "Mail / telephone order"
+    RECURRING = "recurring", "Recurring"
+    OTHER = "other", "Other"
+
+
+class ModelStatus(models.TextChoices):
+    CANDIDATE = "candidate", "Candidate"
+    ACTIVE = "active", "Active"
+    RETIRED = "retired", "Retired"
+
+
+class TransactionQuerySet(models.QuerySet["Transaction"]):
+    def owned_by(self, owner_id: int) -> TransactionQuerySet:
+        return self.filter(owner_id=owner_id)
+
+    def for_customer(self, customer_id: str) -> TransactionQuerySet:
+        return self.filter(customer_id=customer_id)
+
+    def flagged(self) -> TransactionQuerySet:
+        return self.filter(decision__in=[Decision.REVIEW, Decision.DECLINE])
+
+    def labelled_fraud(self) -> TransactionQuerySet:
+        return self.filter(label=Label.FRAUD)
+
+
+class ModelVersion(models.Model):
+    """A trained model: its ONNX artifact (bytes kept in the database so every web and worker
+    process, on any machine, loads the same thing), what it expects and how well it did."""
+
+    version = models.CharField(max_length=64, unique=True)
+    algorithm = models.CharField(max_length=64)
+    artifact = models.BinaryField()
+    artifact_sha256 = models.CharField(max_length=64)
+    feature_set_version = models.CharField(max_length=16)
+    feature_names = models.JSONField()
+    # One value per feature, used to neutralise a feature group when explaining a score.
+    neutral_values = models.JSONField()
+    train_start = models.DateTimeField()
+    train_end = models.DateTimeField()
+    validation_start = models.DateTimeField()
+    validation_end = models.DateTimeField()
+    metrics = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # At most one active model, enforced by the database (a partial unique index), so two
+            # concurrent activations cannot both win.
+            models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="modelversion_one_active"),
+            models.CheckConstraint(condition=Q(status__in=ModelStatus.values), name="modelversion_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.status})"
+
+
+class Transaction(models.Model):
+    """One scored payment, as the API client sent it, with the result we returned."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="transactions")
+    transaction_id = models.CharField(max_length=64)
+    customer_id = models.CharField(max_length=64)
+    merchant_id = models.CharField(max_length=64)
+    amount = models.DecimalField(max_digits=18, decimal_places=4)
+    currency = models.CharField(max_length=3)
+    country = models.CharField(max_length=2)
+    channel = models.CharField(max_length=16, choices=Channel.choices, blank=True, default="")
+    timestamp = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    # SHA-256 of the canonical request body: a retry with the same id must carry the same body.
+    request_hash = models.CharField(max_length=64)
+
+    fraud_score = models.FloatField(null=True, blank=True)
+    decision = models.CharField(max_length=8, choices=Decision.choices, blank=True, default="")
+    reasons = models.JSONField(default=list, blank=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    label = models.CharField(max_length=16, choices=Label.choices, blank=True, default="")
+    label_source = models.CharField(max_length=16, choices=LabelSource.choices, blank=True, default="")
+    label_time = models.DateTimeField(null=True, blank=True)
+
+    objects = TransactionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "transaction_id"], name="transaction_unique_per_owner"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transaction_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(fraud_score__isnull=True) | Q(fraud_score__gte=0, fraud_score__lte=1),
+                name="transaction_score_in_unit_interval",
+            ),
+            models.CheckConstraint(condition=Q(decision__in=["", *Decision.values]), name="transaction_decision_valid"),
+            models.CheckConstraint(condition=Q(label__in=["", *Label.values]), name="transaction_label_valid"),
+            models.CheckConstraint(
+                condition=Q(label="") | Q(label_time__isnull=False), name="transaction_label_has_time"
+            ),
+        ]
+        indexes = [
+            # Feature reads: a customer's (and a merchant's) history strictly before a time. History
+            # is per API client, so the owner leads both indexes.
+            models.Index(fields=["owner", "customer_id", "-timestamp"], name="tx_customer_time"),
+            models.Index(fields=["owner", "merchant_id", "-timestamp"], name="tx_merchant_time"),
+            # Known fraud at a merchant: a small partial index keeps the merchant-risk count cheap.
+            models.Index(
+                fields=["owner", "merchant_id", "timestamp"], condition=Q(label="fraud"), name="tx_merchant_fraud"
+            ),
+            models.Index(fields=["-fraud_score", "-timestamp"], name="tx_score_time"),
+            models.Index(fields=["owner", "-timestamp", "-id"], name="tx_owner_time"),
+            models.Index(fields=["timestamp"], name="tx_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id} ({self.decision or 'unscored'})"
+
+
+class DecisionThresholds(models.Model):
+    """The stored decision thresholds: one row, changed by admins without a restart."""
+
+    singleton = models.PositiveSmallIntegerField(default=1, unique=True, editable=False)
+    review_threshold = models.FloatField()
+    decline_threshold = models.FloatField()
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "decision thresholds"
+        verbose_name_plural = "decision thresholds"
+        constraints = [
+            models.CheckConstraint(condition=Q(singleton=1), name="thresholds_single_row"),
+            models.CheckConstraint(
+                condition=Q(review_threshold__gte=0, decline_threshold__lte=1)
+                & Q(review_threshold__lt=models.F("decline_threshold")),
+                name="thresholds_ordered_in_unit_interval",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"review ≥ {self.review_threshold}, decline ≥ {self.decline_threshold}"

@@ -1,0 +1,99 @@
+"""The ONNX scoring runtime: loads one model, scores feature rows and explains each score.
+
+No Django import. Explanations are computed in the same ``InferenceSession.run`` as the score:
+each input row is followed by one copy per reason group with that group's features set to
+neutral values (the training medians); the score change is the group's contribution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fraud.features import REASON_GROUPS, ReasonGroup
+
+# One thread per web worker: extra intra-op threads on 2 shared cores made calls up to 1000×
+# slower under load (measured, see ../shared/MEASURED.md). Must be set before onnxruntime loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import onnxruntime as ort  # noqa: E402 - after the thread setting above
+
+
+class ArtifactIntegrityError(Exception):
+    """The stored model bytes do not match their recorded SHA-256."""
+
+
+@dataclass(frozen=True)
+class Contribution:
+    group: ReasonGroup
+    delta: float  # score minus the score with the group neutralised
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class OnnxScorer:
+    """Wraps one ONNX binary classifier whose output is an ``[n, 2]`` probability array."""
+
+    def __init__(
+        self,
+        artifact: bytes,
+        *,
+        expected_sha256: str,
+        feature_names: Sequence[str],
+        neutral_values: Sequence[float],
+        reason_groups: Sequence[ReasonGroup] = REASON_GROUPS,
+        threads: int = 1,
+    ):
+        actual = sha256_hex(artifact)
+        if actual != expected_sha256:
+            raise ArtifactIntegrityError(f"model artifact sha256 {actual} does not match recorded {expected_sha256}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(artifact, sess_options=options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        # skl2onnx classifiers emit (label, probabilities); take the probabilities only.
+        self.output_names = [outputs[-1]]
+        self.n_features = len(feature_names)
+        self.neutral = np.asarray(neutral_values, dtype=np.float32)
+        if self.neutral.shape != (self.n_features,):
+            raise ValueError("neutral_values must have one value per feature")
+        index = {name: i for i, name in enumerate(feature_names)}
+        self.groups = tuple(g for g in reason_groups if all(f in index for f in g.features))
+        # For the explanation block of one input: row r (1..G) neutralises group r-1's columns.
+        rows, cols = [], []
+        for r, group in enumerate(self.groups, start=1):
+            for feature in group.features:
+                rows.append(r)
+                cols.append(index[feature])
+        self._rows = np.array(rows, dtype=np.int64)
+        self._cols = np.array(cols, dtype=np.int64)
+        self.block = 1 + len(self.groups)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Fraud probabilities for ``[n, n_features]`` rows (no explanations)."""
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        return self.session.run(self.output_names, {self.input_name: x})[0][:, 1].astype(np.float64)
+
+    def score_with_reasons(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores ``[n]`` and group contributions ``[n, G]`` in a single ONNX call."""
+        x = np.asarray(features, dtype=np.float32)
+        n = x.shape[0]
+        stacked = np.repeat(x, self.block, axis=0).reshape(n, self.block, self.n_features)
+        stacked[:, self._rows, self._cols] = self.neutral[self._cols]
+        probs = self.predict(stacked.reshape(n * self.block, self.n_features)).reshape(n, self.block)
+        scores = probs[:, 0]
+        return scores, scores[:, None] - probs[:, 1:]
+
+    def top_contributions(self, deltas_row: np.ndarray, k: int, *, minimum: float = 1e-3) -> list[Contribution]:
+        """The k groups that raised the score most (by at least ``minimum``), largest first."""
+        order = np.argsort(-deltas_row, kind="stable")[:k]
+        return [Contribution(self.groups[i], float(deltas_row[i])) for i in order if deltas_row[i] >= minimum]

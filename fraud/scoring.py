@@ -1,0 +1,105 @@
+"""The scoring runtime of one process: the active model's ONNX session and the decision
+thresholds, read from the database at most every ``FRAUD_RUNTIME_REFRESH_SECONDS``.
+
+The session is built once per model version and swapped when the active version changes; a
+change made through a service in this process applies at once (``invalidate`` on commit)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from fraud import features as fx
+from fraud.models import Decision, DecisionThresholds, ModelStatus, ModelVersion
+from fraud.runtime import OnnxScorer
+
+
+class NoActiveModelError(Exception):
+    """No model version is active: nothing can be scored."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    review: float
+    decline: float
+
+    def decide(self, score: float) -> str:
+        if score >= self.decline:
+            return Decision.DECLINE
+        if score >= self.review:
+            return Decision.REVIEW
+        return Decision.APPROVE
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    id: int
+    version: str
+    scorer: OnnxScorer
+
+
+def thresholds_row() -> DecisionThresholds:
+    """The stored thresholds, created from settings on first use (the unique ``singleton``
+    column makes concurrent first uses converge on one row)."""
+    row, _ = DecisionThresholds.objects.get_or_create(
+        singleton=1,
+        defaults={"review_threshold": settings.FRAUD_THRESHOLD, "decline_threshold": settings.FRAUD_DECLINE_THRESHOLD},
+    )
+    return row
+
+
+def load_model(version: ModelVersion) -> ActiveModel:
+    if version.feature_names != list(fx.FEATURE_NAMES):
+        raise NoActiveModelError(
+            f"model {version.version} expects feature set {version.feature_set_version}, "
+            f"this code computes {fx.FEATURE_SET_VERSION}"
+        )
+    scorer = OnnxScorer(
+        bytes(version.artifact),
+        expected_sha256=version.artifact_sha256,
+        feature_names=version.feature_names,
+        neutral_values=version.neutral_values,
+    )
+    return ActiveModel(id=version.pk, version=version.version, scorer=scorer)
+
+
+class Runtime:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._model: ActiveModel | None = None
+        self._thresholds: Thresholds | None = None
+        self._checked_at = float("-inf")
+
+    def invalidate(self) -> None:
+        self._checked_at = float("-inf")
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._checked_at >= settings.FRAUD_RUNTIME_REFRESH_SECONDS
+
+    def _refresh(self) -> None:
+        row = thresholds_row()
+        self._thresholds = Thresholds(review=row.review_threshold, decline=row.decline_threshold)
+        active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).values_list("id", flat=True).first()
+        if active is None:
+            self._model = None
+        elif self._model is None or self._model.id != active:
+            self._model = load_model(ModelVersion.objects.get(pk=active))
+        self._checked_at = time.monotonic()
+
+    def current(self) -> tuple[ActiveModel, Thresholds]:
+        if self._stale():
+            with self._lock:
+                if self._stale():
+                    self._refresh()
+        if self._model is None or self._thresholds is None:
+            raise NoActiveModelError("no active model: train one with `manage.py train_model --activate`")
+        return self._model, self._thresholds
+
+    def loaded_version(self) -> str | None:
+        return self._model.version if self._model else None
+
+
+runtime = Runtime()

@@ -1,0 +1,143 @@
+"""Strict input fields for the transaction API.
+
+Stricter than DRF's defaults on purpose: DRF's numeric and date fields accept non-ASCII digits
+(``"٤٢"`` parses as 42) and turn naive timestamps into local time. Codes come from maintained
+ISO data (pycountry for ISO 4217 / 3166-1, Babel's CLDR data for currency minor units)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+
+import pycountry
+from babel.numbers import get_currency_precision
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
+AMOUNT_RE = re.compile(r"[0-9]{1,14}(\.[0-9]{1,8})?")
+TIMESTAMP_RE = re.compile(r"[0-9T:.+\-Z ]{10,40}")
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+# ISO 4217 codes that are not money a card payment can be in.
+_NOT_PAYMENT_CURRENCIES = {"XXX", "XTS"}
+
+
+@cache
+def currency_codes() -> frozenset[str]:
+    return frozenset(c.alpha_3 for c in pycountry.currencies if c.alpha_3 not in _NOT_PAYMENT_CURRENCIES)
+
+
+@cache
+def country_codes() -> frozenset[str]:
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+@cache
+def currency_decimals(code: str) -> int:
+    return int(get_currency_precision(code))
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not declare: a typo must not pass silently."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors = {name: ["Unknown field."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            raise serializers.ValidationError({**detail, **errors}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class IdentifierField(serializers.CharField):
+    """1–64 ASCII letters, digits and ``._:-``, starting with a letter or digit."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if not ID_RE.fullmatch(data):
+            raise serializers.ValidationError("Use 1–64 characters: ASCII letters, digits and . _ : - (starting with a letter or digit).")
+        return data
+
+
+@extend_schema_field({"type": "string", "pattern": AMOUNT_RE.pattern, "example": "125.50"})
+class AmountField(serializers.Field):
+    """A positive decimal as a JSON string (``"125.50"``) or number, ASCII digits only."""
+
+    default_error_messages = {"invalid": "Must be a positive decimal number such as 125.50 (ASCII digits, dot as separator)."}
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, str | int | float):
+            self.fail("invalid")
+        text = data if isinstance(data, str) else repr(data)
+        if not AMOUNT_RE.fullmatch(text):
+            self.fail("invalid")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            self.fail("invalid")
+        if value <= 0:
+            raise serializers.ValidationError("Must be greater than 0.")
+        maximum = Decimal(settings.FRAUD_MAX_AMOUNT)
+        if value > maximum:
+            raise serializers.ValidationError(f"Must be at most {maximum}.")
+        return value
+
+    def to_representation(self, value: Decimal) -> str:
+        return format(value.normalize(), "f")
+
+
+class CurrencyField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or not re.fullmatch(r"[A-Z]{3}", data) or data not in currency_codes():
+            raise serializers.ValidationError("Must be an ISO 4217 currency code in capitals, such as EUR.")
+        return data
+
+
+class CountryField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or not re.fullmatch(r"[A-Z]{2}", data) or data not in country_codes():
+            raise serializers.ValidationError("Must be an ISO 3166-1 alpha-2 country code in capitals, such as FR.")
+        return data
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class AwareTimestampField(serializers.Field):
+    """ISO 8601 with an explicit offset (``Z`` or ``+02:00``), not far in the future."""
+
+    def to_internal_value(self, data: Any) -> datetime:
+        if not isinstance(data, str) or not TIMESTAMP_RE.fullmatch(data):
+            raise serializers.ValidationError("Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z.")
+        try:
+            value = parse_datetime(data)
+        except ValueError:
+            value = None
+        if value is None:
+            raise serializers.ValidationError("Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z.")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise serializers.ValidationError("Must include a timezone offset (Z or ±hh:mm).")
+        if value > timezone.now() + timedelta(seconds=settings.FRAUD_MAX_FUTURE_SKEW_SECONDS):
+            raise serializers.ValidationError("Must not be in the future.")
+        if value < EARLIEST:
+            raise serializers.ValidationError("Must not be before 2000-01-01.")
+        return value
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
