@@ -16,7 +16,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
-def problem(status: int, detail: str, *, errors: dict[str, Any] | None = None, code: str | None = None) -> dict[str, Any]:
+def problem(
+    status: int, detail: str, *, errors: dict[str, Any] | None = None, code: str | None = None
+) -> dict[str, Any]:
     """The one error body (RFC 7807): ``type``, ``title``, ``status``, ``detail`` and, for
     validation failures, ``errors`` mapping each failing field to its messages."""
     body: dict[str, Any] = {

@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "cipherguard.middleware.ApiNoStoreMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -298,6 +299,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# In development whitenoise serves straight from the finders; production serves the collected,
+# hashed files (`manage.py collectstatic`, run by `make run` and the Docker build).
+WHITENOISE_USE_FINDERS = DEBUG or ENVIRONMENT == "test"
+WHITENOISE_AUTOREFRESH = DEBUG or ENVIRONMENT == "test"
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

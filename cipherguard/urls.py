@@ -14,7 +14,11 @@ api_v1 = [
     path("transactions/", apis.TransactionsApi.as_view(), name="transactions"),
     path("transactions/batch/", apis.TransactionBatchScoreApi.as_view(), name="transactions-batch"),
     path("transactions/<str:transaction_id>/", apis.TransactionDetailApi.as_view(), name="transaction-detail"),
-    path("transactions/<str:transaction_id>/feedback/", apis.TransactionFeedbackApi.as_view(), name="transaction-feedback"),
+    path(
+        "transactions/<str:transaction_id>/feedback/",
+        apis.TransactionFeedbackApi.as_view(),
+        name="transaction-feedback",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -30,4 +34,3 @@ handler400 = views.bad_request
 handler403 = views.permission_denied
 handler404 = views.page_not_found
 handler500 = views.server_error
-

@@ -55,7 +55,9 @@ class TransactionInputSerializer(StrictSerializer):
         places = currency_decimals(attrs["currency"])
         exponent = attrs["amount"].normalize().as_tuple().exponent
         if isinstance(exponent, int) and -exponent > places:
-            raise serializers.ValidationError({"amount": [f"{attrs['currency']} allows at most {places} decimal places."]})
+            raise serializers.ValidationError(
+                {"amount": [f"{attrs['currency']} allows at most {places} decimal places."]}
+            )
         return attrs
 
 
@@ -89,7 +91,7 @@ class TransactionOutputSerializer(ScoreOutputSerializer):
 def score_data(tx: Transaction, model_version: str) -> dict[str, Any]:
     return {
         "transaction_id": tx.transaction_id,
-        "fraud_score": round(float(tx.fraud_score or 0.0), 6),
+        "fraud_score": tx.fraud_score,
         "decision": tx.decision,
         "reasons": tx.reasons,
         "model_version": model_version,
@@ -111,7 +113,9 @@ def transaction_data(tx: Transaction) -> dict[str, Any]:
 
 
 def no_model_response() -> Response:
-    return problem_response(status.HTTP_503_SERVICE_UNAVAILABLE, "No active model: scoring is unavailable.", code="no_active_model")
+    return problem_response(
+        status.HTTP_503_SERVICE_UNAVAILABLE, "No active model: scoring is unavailable.", code="no_active_model"
+    )
 
 
 def conflict_body(exc: IdempotencyConflictError) -> dict[str, Any]:
@@ -147,7 +151,9 @@ class TransactionsApi(APIView):
         except NoActiveModelError:
             return no_model_response()
         except IdempotencyConflictError as exc:
-            return Response(conflict_body(exc), status=status.HTTP_409_CONFLICT, content_type="application/problem+json")
+            return Response(
+                conflict_body(exc), status=status.HTTP_409_CONFLICT, content_type="application/problem+json"
+            )
         code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
         return Response(score_data(outcome.transaction, outcome.model_version), status=code)
 
@@ -201,7 +207,9 @@ class TransactionBatchScoreApi(APIView):
             serializer = TransactionInputSerializer(data=item)
             if not serializer.is_valid():
                 errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
-                results.append({"index": index, **problem(400, "The item has invalid fields.", errors=errors, code="invalid")})
+                results.append(
+                    {"index": index, **problem(400, "The item has invalid fields.", errors=errors, code="invalid")}
+                )
                 continue
             try:
                 outcome = transaction_score(client=request.user, data=serializer.validated_data)
@@ -219,7 +227,9 @@ class TransactionBatchScoreApi(APIView):
 class TransactionDetailApi(APIView):
     permission_classes = [IsApiClient]
 
-    @extend_schema(operation_id="transactions_retrieve", responses={200: TransactionOutputSerializer, **problems(401, 403, 404)})
+    @extend_schema(
+        operation_id="transactions_retrieve", responses={200: TransactionOutputSerializer, **problems(401, 403, 404)}
+    )
     def get(self, request: Request, transaction_id: str) -> Response:
         tx = transaction_get_for_client(client=request.user, transaction_id=transaction_id)
         return Response(transaction_data(tx))

@@ -42,7 +42,10 @@ def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[
         timestamp__gte=t - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values())),
         timestamp__lt=t,
     )
-    customer_aggs = {f"c_n_{w}": Count("id", filter=Q(timestamp__gte=t - _us(width))) for w, width in fx.CUSTOMER_COUNT_WINDOWS.items()}
+    customer_aggs = {
+        f"c_n_{w}": Count("id", filter=Q(timestamp__gte=t - _us(width)))
+        for w, width in fx.CUSTOMER_COUNT_WINDOWS.items()
+    }
     customer_aggs |= {
         f"c_sum_{w}": Sum("amount", filter=Q(timestamp__gte=t - _us(width)), output_field=FloatField())
         for w, width in fx.CUSTOMER_SUM_WINDOWS.items()
@@ -87,7 +90,18 @@ def features_online(tx: PendingTransaction, *, label_delay_days: int) -> np.ndar
     )
 
 
-HISTORY_FIELDS = ("id", "owner_id", "customer_id", "merchant_id", "country", "channel", "timestamp", "amount", "label", "label_time")
+HISTORY_FIELDS = (
+    "id",
+    "owner_id",
+    "customer_id",
+    "merchant_id",
+    "country",
+    "channel",
+    "timestamp",
+    "amount",
+    "label",
+    "label_time",
+)
 
 
 def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:

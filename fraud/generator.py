@@ -65,7 +65,9 @@ class _Builder:
         self.rng = rng
         self.rows: list[tuple] = []
 
-    def add(self, customer: str, merchant: str, country: str, channel: str, ts: int, amount: float, scenario: str = "") -> None:
+    def add(
+        self, customer: str, merchant: str, country: str, channel: str, ts: int, amount: float, scenario: str = ""
+    ) -> None:
         amount = round(max(0.5, float(amount)), 2)
         label_time = ts + int(self.rng.uniform(1, 21) * DAY) if scenario else -1
         self.rows.append((ts, customer, merchant, country, channel, amount, scenario, label_time))
@@ -102,7 +104,8 @@ def generate(*, start: datetime, days: int, customers: int, merchants: int, seed
         pool_p = m_weight.copy()
         pool_p[local] *= 6.0  # people mostly shop near home
         pool_p /= pool_p.sum()
-        favourites.append(rng.choice(merchants, size=int(rng.integers(4, 14)), replace=False, p=pool_p))
+        size = min(int(rng.integers(4, 14)), max(1, merchants - 1))
+        favourites.append(rng.choice(merchants, size=size, replace=False, p=pool_p))
 
     # Legitimate traffic.
     for c in range(customers):
@@ -142,6 +145,8 @@ def generate(*, start: datetime, days: int, customers: int, merchants: int, seed
         return day_start + int(rng.uniform(0, 6) * HOUR)
 
     def new_merchant(c: int) -> int:
+        if len(favourites[c]) >= merchants:
+            return int(rng.integers(0, merchants))
         while True:
             m = int(rng.integers(0, merchants))
             if m not in favourites[c]:
@@ -159,13 +164,29 @@ def generate(*, start: datetime, days: int, customers: int, merchants: int, seed
                 ts = first + d * DAY + int(rng.integers(0, DAY))
                 if ts >= end:
                     continue
-                out.add(c_ids[c], m_ids[new_merchant(c)], country, "online", ts, c_mean[c] * rng.uniform(3, 8), "compromised_card")
+                out.add(
+                    c_ids[c],
+                    m_ids[new_merchant(c)],
+                    country,
+                    "online",
+                    ts,
+                    c_mean[c] * rng.uniform(3, 8),
+                    "compromised_card",
+                )
 
     # 3. High-value one-offs.
     for _ in range(rng.poisson(days * customers / 3000)):
         c = int(rng.integers(0, customers))
         day = t0 + int(rng.integers(0, days)) * DAY
-        out.add(c_ids[c], m_ids[new_merchant(c)], c_country[c], "online", night_time(day), c_mean[c] * rng.uniform(10, 30), "high_value_one_off")
+        out.add(
+            c_ids[c],
+            m_ids[new_merchant(c)],
+            c_country[c],
+            "online",
+            night_time(day),
+            c_mean[c] * rng.uniform(10, 30),
+            "high_value_one_off",
+        )
 
     # 4. Card testing bursts, then a cash-out.
     for _ in range(rng.poisson(days * customers / 4000)):
@@ -174,9 +195,19 @@ def generate(*, start: datetime, days: int, customers: int, merchants: int, seed
         shops = [new_merchant(c) for _ in range(int(rng.integers(1, 4)))]
         for _k in range(int(rng.integers(5, 13))):
             ts += int(rng.integers(20, 240)) * 1_000_000
-            out.add(c_ids[c], m_ids[int(rng.choice(shops))], c_country[c], "online", ts, rng.uniform(0.5, 3.0), "card_testing")
+            out.add(
+                c_ids[c],
+                m_ids[int(rng.choice(shops))],
+                c_country[c],
+                "online",
+                ts,
+                rng.uniform(0.5, 3.0),
+                "card_testing",
+            )
         ts += int(rng.integers(5, 60)) * 60 * 1_000_000
-        out.add(c_ids[c], m_ids[new_merchant(c)], c_country[c], "online", ts, c_mean[c] * rng.uniform(4, 10), "card_testing")
+        out.add(
+            c_ids[c], m_ids[new_merchant(c)], c_country[c], "online", ts, c_mean[c] * rng.uniform(4, 10), "card_testing"
+        )
 
     # 5. Foreign cash-out with a cloned card.
     for _ in range(rng.poisson(days * customers / 3500)):
@@ -186,7 +217,15 @@ def generate(*, start: datetime, days: int, customers: int, merchants: int, seed
         for _k in range(int(rng.integers(1, 4))):
             ts = night_time(day) if rng.random() < 0.6 else day + int(rng.integers(0, DAY))
             channel = "atm" if rng.random() < 0.6 else "pos"
-            out.add(c_ids[c], m_ids[new_merchant(c)], country, channel, ts, c_mean[c] * rng.uniform(2, 4), "foreign_cash_out")
+            out.add(
+                c_ids[c],
+                m_ids[new_merchant(c)],
+                country,
+                channel,
+                ts,
+                c_mean[c] * rng.uniform(2, 4),
+                "foreign_cash_out",
+            )
 
     rows = sorted((r for r in out.rows if t0 <= r[0] < end), key=lambda r: (r[0], r[1], r[2]))
     result = Generated()

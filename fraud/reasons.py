@@ -117,5 +117,12 @@ def describe(contributions: list[Contribution], row: np.ndarray, ctx: dict) -> l
     reasons = []
     for c in contributions:
         value, message = MESSAGES[c.group.code](row, ctx)
-        reasons.append({"code": c.group.code, "value": round(float(value), 4), "contribution": round(c.delta, 6), "message": message})
+        reasons.append(
+            {
+                "code": c.group.code,
+                "value": round(float(value), 4),
+                "contribution": round(c.delta, 6),
+                "message": message,
+            }
+        )
     return reasons

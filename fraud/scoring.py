@@ -38,6 +38,7 @@ class Thresholds:
 class ActiveModel:
     id: int
     version: str
+    sha256: str
     scorer: OnnxScorer
 
 
@@ -63,7 +64,7 @@ def load_model(version: ModelVersion) -> ActiveModel:
         feature_names=version.feature_names,
         neutral_values=version.neutral_values,
     )
-    return ActiveModel(id=version.pk, version=version.version, scorer=scorer)
+    return ActiveModel(id=version.pk, version=version.version, sha256=version.artifact_sha256, scorer=scorer)
 
 
 class Runtime:
@@ -82,11 +83,12 @@ class Runtime:
     def _refresh(self) -> None:
         row = thresholds_row()
         self._thresholds = Thresholds(review=row.review_threshold, decline=row.decline_threshold)
-        active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).values_list("id", flat=True).first()
+        active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).values_list("id", "version", "artifact_sha256").first()
         if active is None:
             self._model = None
-        elif self._model is None or self._model.id != active:
-            self._model = load_model(ModelVersion.objects.get(pk=active))
+        elif self._model is None or (self._model.id, self._model.version, self._model.sha256) != active:
+            # Not the id alone: SQLite can reuse an id after a rollback.
+            self._model = load_model(ModelVersion.objects.get(pk=active[0]))
         self._checked_at = time.monotonic()
 
     def current(self) -> tuple[ActiveModel, Thresholds]:

@@ -84,9 +84,14 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
     )
     row = features_online(pending, label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
     scores, deltas = model.scorer.score_with_reasons(row)
-    score = float(scores[0])
+    score = round(min(1.0, max(0.0, float(scores[0]))), 6)  # stored exactly as returned
     contributions = model.scorer.top_contributions(deltas[0], settings.FRAUD_REASONS_TOP_K)
-    context = {"amount": str(data["amount"]), "currency": data["currency"], "country": data["country"], "channel": pending.channel}
+    context = {
+        "amount": str(data["amount"]),
+        "currency": data["currency"],
+        "country": data["country"],
+        "channel": pending.channel,
+    }
     tx = Transaction(
         owner=client,
         transaction_id=data["transaction_id"],
@@ -98,7 +103,7 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
         channel=pending.channel,
         timestamp=data["timestamp"],
         request_hash=request_hash,
-        fraud_score=min(1.0, max(0.0, score)),
+        fraud_score=score,
         decision=thresholds.decide(score),
         reasons=reason_text.describe(contributions, row[0], context),
         model_version_id=model.id,
@@ -155,7 +160,9 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     index on active status makes a second concurrent activation fail instead of leaving two."""
     with transaction.atomic():
         now = timezone.now()
-        current = list(ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).exclude(pk=version.pk))
+        current = list(
+            ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).exclude(pk=version.pk)
+        )
         for old in current:
             old.status = ModelStatus.RETIRED
             old.retired_at = now
@@ -177,7 +184,9 @@ class TrainingWindows:
     validation_end: datetime
 
 
-def training_windows(*, first: datetime, as_of: datetime, validation_days: int, label_delay_days: int) -> TrainingWindows:
+def training_windows(
+    *, first: datetime, as_of: datetime, validation_days: int, label_delay_days: int
+) -> TrainingWindows:
     """Temporal split, never future into past. Validation ends ``label_delay`` before ``as_of``
     (younger labels are not settled); training ends ``label_delay`` before validation starts, so
     the labels it learns from were known when the validation period began. The first 7 days are
@@ -195,7 +204,9 @@ def training_windows(*, first: datetime, as_of: datetime, validation_days: int, 
     return TrainingWindows(train_start, train_end, validation_start, validation_end)
 
 
-def model_train(*, validation_days: int = 14, seed: int = 0, activate: bool = False, as_of: datetime | None = None) -> ModelVersion:
+def model_train(
+    *, validation_days: int = 14, seed: int = 0, activate: bool = False, as_of: datetime | None = None
+) -> ModelVersion:
     """Train a model on all stored history, export it to ONNX, verify ONNX against
     scikit-learn, and store it as a candidate (or the active) ``ModelVersion``."""
     from fraud import training  # scikit-learn stays out of web processes
@@ -220,7 +231,9 @@ def model_train(*, validation_days: int = 14, seed: int = 0, activate: bool = Fa
     y_train = (frame.fraud_known_at <= fx.to_epoch_us(w.validation_start))[train_rows].astype(np.int64)
     y_val = (frame.fraud_known_at <= fx.to_epoch_us(as_of))[val_rows].astype(np.int64)
     if y_train.sum() < 10 or y_val.sum() < 1:
-        raise ValueError(f"too few fraud labels to train ({int(y_train.sum())} in training, {int(y_val.sum())} in validation)")
+        raise ValueError(
+            f"too few fraud labels to train ({int(y_train.sum())} in training, {int(y_val.sum())} in validation)"
+        )
 
     model = training.fit(x[train_rows], y_train, seed=seed)
     neutral = training.neutral_values(x[train_rows])

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.metrics import average_precision_score, roc_auc_score
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraud.runtime import OnnxScorer, sha256_hex
 
@@ -46,7 +46,9 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> HistGradientBoostingC
     return model
 
 
-def export(model: HistGradientBoostingClassifier, x_check: np.ndarray, feature_names: list[str], neutral: np.ndarray) -> ExportedModel:
+def export(
+    model: HistGradientBoostingClassifier, x_check: np.ndarray, feature_names: list[str], neutral: np.ndarray
+) -> ExportedModel:
     """Convert to ONNX (probabilities as a plain ``[n, 2]`` tensor, no ZipMap) and prove it agrees
     with scikit-learn on ``x_check`` within ``ONNX_TOLERANCE``."""
     n_features = len(feature_names)
@@ -63,7 +65,9 @@ def export(model: HistGradientBoostingClassifier, x_check: np.ndarray, feature_n
     diff = float(np.max(np.abs(scorer.predict(x32) - model.predict_proba(x32)[:, 1]))) if len(x32) else 0.0
     if diff > ONNX_TOLERANCE:
         raise OnnxMismatchError(f"ONNX and scikit-learn differ by {diff:.2e} (> {ONNX_TOLERANCE})")
-    return ExportedModel(artifact=artifact, sha256=digest, neutral_values=[float(v) for v in neutral], onnx_max_abs_diff=diff)
+    return ExportedModel(
+        artifact=artifact, sha256=digest, neutral_values=[float(v) for v in neutral], onnx_max_abs_diff=diff
+    )
 
 
 def neutral_values(x: np.ndarray) -> np.ndarray:

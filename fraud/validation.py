@@ -22,7 +22,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
-AMOUNT_RE = re.compile(r"[0-9]{1,14}(\.[0-9]{1,8})?")
+AMOUNT_RE = re.compile(r"-?[0-9]{1,14}(\.[0-9]{1,8})?")  # a sign only to say "must be > 0" clearly
 TIMESTAMP_RE = re.compile(r"[0-9T:.+\-Z ]{10,40}")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -73,7 +73,9 @@ class IdentifierField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         if not ID_RE.fullmatch(data):
-            raise serializers.ValidationError("Use 1–64 characters: ASCII letters, digits and . _ : - (starting with a letter or digit).")
+            raise serializers.ValidationError(
+                "Use 1–64 characters: ASCII letters, digits and . _ : - (starting with a letter or digit)."
+            )
         return data
 
 
@@ -81,7 +83,9 @@ class IdentifierField(serializers.CharField):
 class AmountField(serializers.Field):
     """A positive decimal as a JSON string (``"125.50"``) or number, ASCII digits only."""
 
-    default_error_messages = {"invalid": "Must be a positive decimal number such as 125.50 (ASCII digits, dot as separator)."}
+    default_error_messages = {
+        "invalid": "Must be a positive decimal number such as 125.50 (ASCII digits, dot as separator)."
+    }
 
     def to_internal_value(self, data: Any) -> Decimal:
         if isinstance(data, bool) or not isinstance(data, str | int | float):
@@ -124,13 +128,17 @@ class AwareTimestampField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> datetime:
         if not isinstance(data, str) or not TIMESTAMP_RE.fullmatch(data):
-            raise serializers.ValidationError("Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z.")
+            raise serializers.ValidationError(
+                "Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z."
+            )
         try:
             value = parse_datetime(data)
         except ValueError:
             value = None
         if value is None:
-            raise serializers.ValidationError("Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z.")
+            raise serializers.ValidationError(
+                "Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z."
+            )
         if value.tzinfo is None or value.utcoffset() is None:
             raise serializers.ValidationError("Must include a timezone offset (Z or ±hh:mm).")
         if value > timezone.now() + timedelta(seconds=settings.FRAUD_MAX_FUTURE_SKEW_SECONDS):

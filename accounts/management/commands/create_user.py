@@ -26,7 +26,10 @@ class Command(BaseCommand):
                 raise CommandError("passwords do not match")
         try:
             user = user_create(
-                username=str(options["username"]), password=password, role=str(options["role"]), email=str(options["email"])
+                username=str(options["username"]),
+                password=password,
+                role=str(options["role"]),
+                email=str(options["email"]),
             )
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None

@@ -23,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--customers", type=int, default=2000)
         parser.add_argument("--merchants", type=int, default=300)
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--start", type=_date, default=_date("2026-01-01"), help="first day (UTC), default 2026-01-01")
+        parser.add_argument(
+            "--start", type=_date, default=_date("2026-01-01"), help="first day (UTC), default 2026-01-01"
+        )
         parser.add_argument("--owner", default="demo-client", help="username of the API client that owns the history")
 
     def handle(self, *args: object, **opts: object) -> None:

@@ -25,4 +25,6 @@ class Command(BaseCommand):
             )
         except (ValueError, OnnxMismatchError) as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(json.dumps({"version": version.version, "status": version.status, "metrics": version.metrics}, indent=2))
+        self.stdout.write(
+            json.dumps({"version": version.version, "status": version.status, "metrics": version.metrics}, indent=2)
+        )

@@ -1,0 +1,118 @@
+"""One feature definition, two implementations: SQL aggregates online, numpy offline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from fraud import features as fx
+from fraud.feature_store import PendingTransaction, features_online, load_history
+from fraud.models import Transaction
+from fraud.services import history_generate
+from tests.factories import TransactionFactory
+
+DELAY = 7
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def pending_for(tx: Transaction) -> PendingTransaction:
+    return PendingTransaction(
+        owner_id=tx.owner_id,
+        customer_id=tx.customer_id,
+        merchant_id=tx.merchant_id,
+        country=tx.country,
+        channel=tx.channel,
+        timestamp=tx.timestamp,
+        amount=float(tx.amount),
+    )
+
+
+def online(tx: Transaction) -> np.ndarray:
+    return features_online(pending_for(tx), label_delay_days=DELAY)[0]
+
+
+def offline_by_id() -> dict[int, np.ndarray]:
+    frame, ids = load_history(Transaction.objects.all())
+    x = fx.features_offline(frame, frame, label_delay_days=DELAY)
+    return {int(pk): x[i] for i, pk in enumerate(ids)}
+
+
+def test_online_and_offline_features_are_identical_for_the_same_transactions(alice, bob):
+    history_generate(owner=alice, days=40, customers=60, merchants=8, seed=3, start=START)
+    # Bob's history reuses the same customer and merchant ids: it must not leak into Alice's features.
+    history_generate(owner=bob, days=40, customers=60, merchants=8, seed=4, start=START)
+    offline = offline_by_id()
+    rng = np.random.default_rng(0)
+    sample = rng.choice(sorted(offline), size=250, replace=False)
+    online_rows, offline_rows = [], []
+    for pk in sample:
+        tx = Transaction.objects.get(pk=pk)
+        online_rows.append(online(tx))
+        offline_rows.append(offline[int(pk)])
+    on, off = np.array(online_rows), np.array(offline_rows)
+    np.testing.assert_allclose(on, off, rtol=1e-5, atol=1e-5)
+    # The sample exercises every kind of feature, so agreement is not agreement on zeros.
+    col = fx.FEATURE_INDEX
+    assert (off[:, col["c_n_1d"]] > 0).any()
+    assert (off[:, col["m_risk_30d"]] > 0).any()
+    assert (off[:, col["new_merchant_30d"]] == 1).any() and (off[:, col["new_merchant_30d"]] == 0).any()
+    assert (off[:, col["amount_zscore_30d"]] != 0).any()
+
+
+def test_window_edges_agree_online_and_offline(alice):
+    t = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
+    target = TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=t, amount=Decimal("100"))
+    # Exactly 30 days before counts; exactly at t and after t do not; 1 µs before t counts.
+    for when, amount in [(t - timedelta(days=30), "10"), (t, "20"), (t + timedelta(seconds=1), "30"), (t - timedelta(microseconds=1), "40")]:
+        TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=when, amount=Decimal(amount))
+    on = online(target)
+    off = offline_by_id()[target.pk]
+    np.testing.assert_allclose(on, off, rtol=1e-6)
+    assert on[fx.FEATURE_INDEX["c_n_30d"]] == 2
+    assert on[fx.FEATURE_INDEX["c_n_1h"]] == 1
+    assert on[fx.FEATURE_INDEX["c_avg_30d"]] == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize("implementation", ["online", "offline"])
+def test_no_feature_uses_transactions_or_labels_from_after_their_time(alice, implementation):
+    t = datetime(2026, 4, 20, 12, 0, tzinfo=UTC)
+    target = TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=t)
+    old = [
+        TransactionFactory(owner=alice, customer_id=f"K{i}", merchant_id="M", timestamp=t - timedelta(days=10, hours=i))
+        for i in range(5)
+    ]
+    recent = TransactionFactory(owner=alice, customer_id="K9", merchant_id="M", timestamp=t - timedelta(days=2))
+
+    def features() -> np.ndarray:
+        return online(target) if implementation == "online" else offline_by_id()[target.pk]
+
+    before = features()
+    # Future transactions of the same customer and merchant.
+    TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=t + timedelta(minutes=5), amount=Decimal("9999"))
+    # A label on an old transaction that only became known after t.
+    Transaction.objects.filter(pk=old[0].pk).update(label="fraud", label_source="client", label_time=t + timedelta(seconds=1))
+    # A label known before t, but on a transaction younger than the label delay.
+    Transaction.objects.filter(pk=recent.pk).update(label="fraud", label_source="client", label_time=t - timedelta(hours=1))
+    np.testing.assert_array_equal(features(), before)
+
+    # Control: a label known in time on an old transaction does move merchant risk.
+    Transaction.objects.filter(pk=old[1].pk).update(label="fraud", label_source="client", label_time=t - timedelta(days=1))
+    after = features()
+    assert after[fx.FEATURE_INDEX["m_risk_30d"]] == pytest.approx(1 / 5)
+    assert after[fx.FEATURE_INDEX["m_risk_1d"]] == 0.0  # the old rows are 10 days old: outside [t-8d, t-7d)
+
+
+def test_calendar_flags_use_utc_hour_and_weekday():
+    saturday_3am = fx.to_epoch_us(datetime(2026, 11, 28, 3, 0, tzinfo=UTC))
+    monday_noon = fx.to_epoch_us(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+    night, weekend = fx.calendar_flags(np.array([saturday_3am, monday_noon]))
+    assert night.tolist() == [1.0, 0.0]
+    assert weekend.tolist() == [1.0, 0.0]
+
+
+def test_epoch_microseconds_are_exact():
+    moment = datetime(2026, 11, 27, 10, 15, 30, 123457, tzinfo=UTC)
+    assert fx.from_epoch_us(fx.to_epoch_us(moment)) == moment

@@ -1,0 +1,165 @@
+"""The scoring API contract: what an API client sends and gets back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from fraud import features as fx
+from fraud.feature_store import PendingTransaction, features_online
+from fraud.models import Decision, Transaction
+from fraud.scoring import runtime
+from fraud.services import history_generate, thresholds_update
+from tests.conftest import jwt_client
+from tests.factories import TransactionFactory
+
+URL = "/api/v1/transactions/"
+# One fixed instant per test run, so a repeated body is byte-for-byte the same request.
+WHEN = (timezone.now() - timedelta(minutes=10)).replace(microsecond=0).isoformat()
+
+
+def body(**overrides):
+    data = {
+        "transaction_id": "tx-1",
+        "customer_id": "C000001",
+        "merchant_id": "M00001",
+        "amount": "42.50",
+        "currency": "EUR",
+        "country": "FR",
+        "timestamp": WHEN,
+        "channel": "pos",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_it_scores_a_transaction_and_stores_the_result(alice_api, alice, active_model):
+    response = alice_api.post(URL, body(), format="json")
+
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert set(data) == {"transaction_id", "fraud_score", "decision", "reasons", "model_version", "scored_at"}
+    assert data["transaction_id"] == "tx-1"
+    assert 0.0 <= data["fraud_score"] <= 1.0
+    assert data["decision"] in Decision.values
+    assert data["model_version"] == active_model.version
+    stored = Transaction.objects.get(owner=alice, transaction_id="tx-1")
+    assert stored.fraud_score == pytest.approx(data["fraud_score"], abs=1e-6)
+    assert stored.decision == data["decision"]
+    assert stored.reasons == data["reasons"]
+    assert stored.model_version_id == active_model.pk
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_reasons_are_the_score_change_when_each_factor_is_made_ordinary(alice_api, alice, active_model):
+    now = timezone.now()
+    for i in range(12):  # an ordinary customer: small payments at home, at one shop
+        TransactionFactory(owner=alice, customer_id="C000001", merchant_id="M00001", amount=Decimal("40"), timestamp=now - timedelta(days=i + 1, hours=3))
+    response = alice_api.post(URL, body(amount="4999.00", country="NG", channel="online", merchant_id="M-new"), format="json")
+    data = response.json()
+
+    assert data["reasons"], "a risky-looking transaction should have reasons"
+    for reason in data["reasons"]:
+        assert set(reason) == {"code", "value", "contribution", "message"}
+        assert reason["message"]
+    # Recompute each contribution independently: neutralise the group's features and rescore.
+    tx = Transaction.objects.get(owner=alice, transaction_id="tx-1")
+    row = features_online(
+        PendingTransaction(alice.pk, tx.customer_id, tx.merchant_id, tx.country, tx.channel, tx.timestamp, float(tx.amount)),
+        label_delay_days=7,
+    )
+    model, _ = runtime.current()
+    base = model.scorer.predict(row)[0]
+    assert base == pytest.approx(data["fraud_score"], abs=1e-6)
+    groups = {g.code: g for g in model.scorer.groups}
+    for reason in data["reasons"]:
+        neutralised = row.copy()
+        for feature in groups[reason["code"]].features:
+            neutralised[0, fx.FEATURE_INDEX[feature]] = model.scorer.neutral[fx.FEATURE_INDEX[feature]]
+        assert base - model.scorer.predict(neutralised)[0] == pytest.approx(reason["contribution"], abs=1e-6)
+    contributions = [r["contribution"] for r in data["reasons"]]
+    assert contributions == sorted(contributions, reverse=True)
+
+
+def test_a_fraud_pattern_scores_higher_than_the_customers_usual_payment(alice_api, alice, active_model, small_history):
+    # Give Alice the session's generated history and score against it, at the end of that history.
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    history_generate(owner=alice, days=45, customers=300, merchants=40, seed=7, start=start)
+    last = Transaction.objects.filter(owner=alice, label="").order_by("-timestamp").first()
+    usual = Transaction.objects.filter(owner=alice, customer_id=last.customer_id).exclude(pk=last.pk).order_by("-timestamp")[0]
+    at = last.timestamp + timedelta(minutes=5)
+    normal = body(transaction_id="n-1", customer_id=last.customer_id, merchant_id=usual.merchant_id, amount=str(usual.amount), country=usual.country, channel=usual.channel or "pos", timestamp=at.isoformat())
+    fraud = body(transaction_id="f-1", customer_id=last.customer_id, merchant_id="M-never-seen", amount=str(usual.amount * 25), country="NG", channel="online", timestamp=(at + timedelta(seconds=30)).isoformat())
+
+    normal_score = alice_api.post(URL, normal, format="json").json()["fraud_score"]
+    fraud_response = alice_api.post(URL, fraud, format="json").json()
+
+    assert fraud_response["fraud_score"] > normal_score
+    assert fraud_response["decision"] in {Decision.REVIEW, Decision.DECLINE}
+    codes = {r["code"] for r in fraud_response["reasons"]}
+    assert codes & {"AMOUNT_HIGH_FOR_CUSTOMER", "NEW_MERCHANT_FOR_CUSTOMER", "NEW_COUNTRY_FOR_CUSTOMER", "AMOUNT_LEVEL"}
+
+
+def test_changed_thresholds_apply_to_the_next_request_without_a_restart(alice_api, active_model, django_capture_on_commit_callbacks):
+    def set_thresholds(review: float, decline: float) -> None:
+        with django_capture_on_commit_callbacks(execute=True):
+            thresholds_update(review=review, decline=decline)
+
+    set_thresholds(0.0, 1.0)
+    assert alice_api.post(URL, body(transaction_id="a"), format="json").json()["decision"] == Decision.REVIEW
+    set_thresholds(0.0, 1e-9)
+    assert alice_api.post(URL, body(transaction_id="b"), format="json").json()["decision"] == Decision.DECLINE
+    set_thresholds(0.999999, 1.0)
+    assert alice_api.post(URL, body(transaction_id="c"), format="json").json()["decision"] == Decision.APPROVE
+
+
+def test_thresholds_must_be_ordered_within_zero_and_one(db):
+    for review, decline in [(0.5, 0.5), (0.9, 0.1), (-0.1, 0.5), (0.5, 1.1)]:
+        with pytest.raises(ValueError, match="thresholds"):
+            thresholds_update(review=review, decline=decline)
+
+
+def test_without_an_active_model_scoring_answers_503(alice_api):
+    response = alice_api.post(URL, body(), format="json")
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "no_active_model"
+    assert not Transaction.objects.exists()
+
+
+def test_it_needs_a_token(db, active_model):
+    from rest_framework.test import APIClient
+
+    response = APIClient().post(URL, body(), format="json")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_analysts_cannot_use_the_scoring_api(carol, active_model):
+    response = jwt_client(carol.username).post(URL, body(), format="json")
+    assert response.status_code == 403
+    assert not Transaction.objects.exists()
+
+
+def test_a_scoring_request_costs_a_fixed_number_of_queries(alice_api, active_model, django_assert_num_queries):
+    alice_api.post(URL, body(transaction_id="warm"), format="json")  # loads model and thresholds
+    # 1 user (JWT), 1 customer aggregate, 1 merchant aggregate, then the insert in its own
+    # savepoint (savepoint, insert, release: the test wraps everything in a transaction).
+    with django_assert_num_queries(6):
+        response = alice_api.post(URL, body(transaction_id="counted"), format="json")
+    assert response.status_code == 201
+
+
+def test_scores_match_the_model_on_features_from_history(alice_api, alice, active_model):
+    response = alice_api.post(URL, body(), format="json").json()
+    tx = Transaction.objects.get(owner=alice, transaction_id="tx-1")
+    row = features_online(
+        PendingTransaction(alice.pk, tx.customer_id, tx.merchant_id, tx.country, tx.channel, tx.timestamp, float(tx.amount)),
+        label_delay_days=7,
+    )
+    model, _ = runtime.current()
+    assert np.isclose(model.scorer.predict(row)[0], response["fraud_score"], atol=1e-6)

@@ -1,0 +1,127 @@
+"""Bad input gets a 400 problem+json naming the field, and nothing is stored."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from fraud.models import Transaction
+from tests.fraud.test_scoring_api import URL, body
+
+FUTURE = (timezone.now() + timedelta(days=1)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("amount", "0"),
+        ("amount", "-5"),
+        ("amount", "abc"),
+        ("amount", "٤٢"),  # Arabic-Indic digits: Decimal() would accept them
+        ("amount", "4２"),  # a full-width digit
+        ("amount", True),
+        ("amount", 1e-05),
+        ("amount", "1e3"),
+        ("amount", "10.123"),  # EUR has 2 decimal places
+        ("amount", "99999999"),  # above FRAUD_MAX_AMOUNT
+        ("amount", None),
+        ("currency", "eur"),
+        ("currency", "EUX"),
+        ("currency", "XXX"),
+        ("currency", 978),
+        ("country", "fr"),
+        ("country", "UK"),
+        ("country", "ZZ"),
+        ("timestamp", "2026-01-01T10:00:00"),  # no timezone
+        ("timestamp", "yesterday"),
+        ("timestamp", "2026-13-01T10:00:00Z"),
+        ("timestamp", "٢٠٢٦-01-01T10:00:00Z"),
+        ("timestamp", FUTURE),
+        ("timestamp", "1999-12-31T23:59:59Z"),
+        ("transaction_id", ""),
+        ("transaction_id", "x" * 65),
+        ("transaction_id", "<script>alert(1)</script>"),
+        ("transaction_id", "tx 1"),
+        ("transaction_id", "tx-é"),
+        ("customer_id", 12345),
+        ("merchant_id", "../etc/passwd"),
+        ("channel", "carrier-pigeon"),
+    ],
+)
+def test_an_invalid_field_is_rejected_by_name(alice_api, active_model, field, value):
+    response = alice_api.post(URL, body(**{field: value}), format="json")
+
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["status"] == 400
+    assert list(problem["errors"]) == [field]
+    assert not Transaction.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["transaction_id", "customer_id", "merchant_id", "amount", "currency", "country", "timestamp"])
+def test_a_missing_required_field_is_named(alice_api, active_model, field):
+    data = body()
+    del data[field]
+    response = alice_api.post(URL, data, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+
+
+def test_unknown_fields_are_rejected_alongside_other_errors(alice_api, active_model):
+    response = alice_api.post(URL, body(fraud_score=0.0, decision="approve", amount="-1"), format="json")
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"fraud_score", "decision", "amount"}
+    assert not Transaction.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "stored_amount"),
+    [
+        ({"amount": 12.5}, "12.5"),
+        ({"amount": 7}, "7"),
+        ({"amount": "1500", "currency": "JPY"}, "1500"),
+        ({"amount": "1.234", "currency": "BHD"}, "1.234"),
+        ({"amount": "10.500"}, "10.5"),  # trailing zeros are not extra precision
+    ],
+)
+def test_valid_amounts_in_each_currencys_precision_are_accepted(alice_api, alice, active_model, overrides, stored_amount):
+    response = alice_api.post(URL, body(**overrides), format="json")
+    assert response.status_code == 201, response.content
+    stored = Transaction.objects.get(owner=alice)
+    assert format(stored.amount.normalize(), "f") == stored_amount
+
+
+def test_yen_amounts_may_not_have_decimals(alice_api, active_model):
+    response = alice_api.post(URL, body(amount="100.5", currency="JPY"), format="json")
+    assert response.status_code == 400
+    assert "JPY allows at most 0 decimal places." in response.json()["errors"]["amount"]
+
+
+def test_a_timestamp_with_an_offset_is_stored_as_the_same_instant(alice_api, alice, active_model):
+    local = (timezone.now() - timedelta(hours=1)).astimezone(timezone.get_fixed_timezone(120)).replace(microsecond=0)
+    response = alice_api.post(URL, body(timestamp=local.isoformat()), format="json")
+    assert response.status_code == 201
+    assert Transaction.objects.get(owner=alice).timestamp == local
+
+
+def test_a_non_json_body_is_415(alice_api, active_model):
+    response = alice_api.post(URL, "amount=10", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("raw", ["{not json", "", "[]", '"a string"', "null"])
+def test_malformed_or_non_object_json_is_400(alice_api, active_model, raw):
+    response = alice_api.post(URL, raw, content_type="application/json")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert not Transaction.objects.exists()
+
+
+def test_an_unknown_api_route_is_a_json_404(alice_api):
+    response = alice_api.get("/api/v1/nothing-here/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"

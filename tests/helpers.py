@@ -1,0 +1,65 @@
+"""Framework-light helpers for building test data and a small trained model once per session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from fraud import features as fx
+from fraud.feature_store import frame_from_rows
+from fraud.generator import Generated
+
+
+def generated_rows(g: Generated, owner_id: int) -> list[tuple]:
+    """Generator output as tuples in ``fraud.feature_store.HISTORY_FIELDS`` order."""
+    rows = []
+    for i in range(len(g)):
+        fraud = bool(g.scenario[i])
+        rows.append(
+            (
+                i + 1,
+                owner_id,
+                g.customer_id[i],
+                g.merchant_id[i],
+                g.country[i],
+                g.channel[i],
+                fx.from_epoch_us(g.ts_us[i]),
+                g.amount[i],
+                "fraud" if fraud else "",
+                fx.from_epoch_us(g.label_time_us[i]) if fraud else None,
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class TrainedArtifact:
+    artifact: bytes
+    sha256: str
+    neutral_values: list[float]
+    onnx_max_abs_diff: float
+    x_validation: np.ndarray
+    sklearn_validation_scores: np.ndarray
+
+
+def train_small_model(g: Generated, *, label_delay_days: int = 7, split: datetime) -> TrainedArtifact:
+    from fraud import training
+
+    frame, _ = frame_from_rows(generated_rows(g, owner_id=1))
+    x = fx.features_offline(frame, frame, label_delay_days=label_delay_days)
+    cut = fx.to_epoch_us(split)
+    train, val = frame.ts < cut, frame.ts >= cut
+    y = (frame.fraud_known_at != fx.NOT_FRAUD).astype(np.int64)
+    model = training.fit(x[train], y[train], seed=0)
+    neutral = training.neutral_values(x[train])
+    exported = training.export(model, x[val], list(fx.FEATURE_NAMES), neutral)
+    return TrainedArtifact(
+        artifact=exported.artifact,
+        sha256=exported.sha256,
+        neutral_values=exported.neutral_values,
+        onnx_max_abs_diff=exported.onnx_max_abs_diff,
+        x_validation=x[val],
+        sklearn_validation_scores=model.predict_proba(x[val].astype(np.float32))[:, 1],
+    )
