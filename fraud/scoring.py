@@ -83,7 +83,11 @@ class Runtime:
     def _refresh(self) -> None:
         row = thresholds_row()
         self._thresholds = Thresholds(review=row.review_threshold, decline=row.decline_threshold)
-        active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).values_list("id", "version", "artifact_sha256").first()
+        active = (
+            ModelVersion.objects.filter(status=ModelStatus.ACTIVE)
+            .values_list("id", "version", "artifact_sha256")
+            .first()
+        )
         if active is None:
             self._model = None
         elif self._model is None or (self._model.id, self._model.version, self._model.sha256) != active:

@@ -66,7 +66,12 @@ def test_window_edges_agree_online_and_offline(alice):
     t = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
     target = TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=t, amount=Decimal("100"))
     # Exactly 30 days before counts; exactly at t and after t do not; 1 µs before t counts.
-    for when, amount in [(t - timedelta(days=30), "10"), (t, "20"), (t + timedelta(seconds=1), "30"), (t - timedelta(microseconds=1), "40")]:
+    for when, amount in [
+        (t - timedelta(days=30), "10"),
+        (t, "20"),
+        (t + timedelta(seconds=1), "30"),
+        (t - timedelta(microseconds=1), "40"),
+    ]:
         TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=when, amount=Decimal(amount))
     on = online(target)
     off = offline_by_id()[target.pk]
@@ -91,15 +96,23 @@ def test_no_feature_uses_transactions_or_labels_from_after_their_time(alice, imp
 
     before = features()
     # Future transactions of the same customer and merchant.
-    TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=t + timedelta(minutes=5), amount=Decimal("9999"))
+    TransactionFactory(
+        owner=alice, customer_id="C", merchant_id="M", timestamp=t + timedelta(minutes=5), amount=Decimal("9999")
+    )
     # A label on an old transaction that only became known after t.
-    Transaction.objects.filter(pk=old[0].pk).update(label="fraud", label_source="client", label_time=t + timedelta(seconds=1))
+    Transaction.objects.filter(pk=old[0].pk).update(
+        label="fraud", label_source="client", label_time=t + timedelta(seconds=1)
+    )
     # A label known before t, but on a transaction younger than the label delay.
-    Transaction.objects.filter(pk=recent.pk).update(label="fraud", label_source="client", label_time=t - timedelta(hours=1))
+    Transaction.objects.filter(pk=recent.pk).update(
+        label="fraud", label_source="client", label_time=t - timedelta(hours=1)
+    )
     np.testing.assert_array_equal(features(), before)
 
     # Control: a label known in time on an old transaction does move merchant risk.
-    Transaction.objects.filter(pk=old[1].pk).update(label="fraud", label_source="client", label_time=t - timedelta(days=1))
+    Transaction.objects.filter(pk=old[1].pk).update(
+        label="fraud", label_source="client", label_time=t - timedelta(days=1)
+    )
     after = features()
     assert after[fx.FEATURE_INDEX["m_risk_30d"]] == pytest.approx(1 / 5)
     assert after[fx.FEATURE_INDEX["m_risk_1d"]] == 0.0  # the old rows are 10 days old: outside [t-8d, t-7d)

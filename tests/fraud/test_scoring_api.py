@@ -58,8 +58,16 @@ def test_it_scores_a_transaction_and_stores_the_result(alice_api, alice, active_
 def test_reasons_are_the_score_change_when_each_factor_is_made_ordinary(alice_api, alice, active_model):
     now = timezone.now()
     for i in range(12):  # an ordinary customer: small payments at home, at one shop
-        TransactionFactory(owner=alice, customer_id="C000001", merchant_id="M00001", amount=Decimal("40"), timestamp=now - timedelta(days=i + 1, hours=3))
-    response = alice_api.post(URL, body(amount="4999.00", country="NG", channel="online", merchant_id="M-new"), format="json")
+        TransactionFactory(
+            owner=alice,
+            customer_id="C000001",
+            merchant_id="M00001",
+            amount=Decimal("40"),
+            timestamp=now - timedelta(days=i + 1, hours=3),
+        )
+    response = alice_api.post(
+        URL, body(amount="4999.00", country="NG", channel="online", merchant_id="M-new"), format="json"
+    )
     data = response.json()
 
     assert data["reasons"], "a risky-looking transaction should have reasons"
@@ -69,7 +77,9 @@ def test_reasons_are_the_score_change_when_each_factor_is_made_ordinary(alice_ap
     # Recompute each contribution independently: neutralise the group's features and rescore.
     tx = Transaction.objects.get(owner=alice, transaction_id="tx-1")
     row = features_online(
-        PendingTransaction(alice.pk, tx.customer_id, tx.merchant_id, tx.country, tx.channel, tx.timestamp, float(tx.amount)),
+        PendingTransaction(
+            alice.pk, tx.customer_id, tx.merchant_id, tx.country, tx.channel, tx.timestamp, float(tx.amount)
+        ),
         label_delay_days=7,
     )
     model, _ = runtime.current()
@@ -90,10 +100,30 @@ def test_a_fraud_pattern_scores_higher_than_the_customers_usual_payment(alice_ap
     start = datetime(2026, 3, 1, tzinfo=UTC)
     history_generate(owner=alice, days=45, customers=300, merchants=40, seed=7, start=start)
     last = Transaction.objects.filter(owner=alice, label="").order_by("-timestamp").first()
-    usual = Transaction.objects.filter(owner=alice, customer_id=last.customer_id).exclude(pk=last.pk).order_by("-timestamp")[0]
+    usual = (
+        Transaction.objects.filter(owner=alice, customer_id=last.customer_id)
+        .exclude(pk=last.pk)
+        .order_by("-timestamp")[0]
+    )
     at = last.timestamp + timedelta(minutes=5)
-    normal = body(transaction_id="n-1", customer_id=last.customer_id, merchant_id=usual.merchant_id, amount=str(usual.amount), country=usual.country, channel=usual.channel or "pos", timestamp=at.isoformat())
-    fraud = body(transaction_id="f-1", customer_id=last.customer_id, merchant_id="M-never-seen", amount=str(usual.amount * 25), country="NG", channel="online", timestamp=(at + timedelta(seconds=30)).isoformat())
+    normal = body(
+        transaction_id="n-1",
+        customer_id=last.customer_id,
+        merchant_id=usual.merchant_id,
+        amount=str(usual.amount),
+        country=usual.country,
+        channel=usual.channel or "pos",
+        timestamp=at.isoformat(),
+    )
+    fraud = body(
+        transaction_id="f-1",
+        customer_id=last.customer_id,
+        merchant_id="M-never-seen",
+        amount=str(usual.amount * 25),
+        country="NG",
+        channel="online",
+        timestamp=(at + timedelta(seconds=30)).isoformat(),
+    )
 
     normal_score = alice_api.post(URL, normal, format="json").json()["fraud_score"]
     fraud_response = alice_api.post(URL, fraud, format="json").json()
@@ -104,7 +134,9 @@ def test_a_fraud_pattern_scores_higher_than_the_customers_usual_payment(alice_ap
     assert codes & {"AMOUNT_HIGH_FOR_CUSTOMER", "NEW_MERCHANT_FOR_CUSTOMER", "NEW_COUNTRY_FOR_CUSTOMER", "AMOUNT_LEVEL"}
 
 
-def test_changed_thresholds_apply_to_the_next_request_without_a_restart(alice_api, active_model, django_capture_on_commit_callbacks):
+def test_changed_thresholds_apply_to_the_next_request_without_a_restart(
+    alice_api, active_model, django_capture_on_commit_callbacks
+):
     def set_thresholds(review: float, decline: float) -> None:
         with django_capture_on_commit_callbacks(execute=True):
             thresholds_update(review=review, decline=decline)
@@ -158,7 +190,9 @@ def test_scores_match_the_model_on_features_from_history(alice_api, alice, activ
     response = alice_api.post(URL, body(), format="json").json()
     tx = Transaction.objects.get(owner=alice, transaction_id="tx-1")
     row = features_online(
-        PendingTransaction(alice.pk, tx.customer_id, tx.merchant_id, tx.country, tx.channel, tx.timestamp, float(tx.amount)),
+        PendingTransaction(
+            alice.pk, tx.customer_id, tx.merchant_id, tx.country, tx.channel, tx.timestamp, float(tx.amount)
+        ),
         label_delay_days=7,
     )
     model, _ = runtime.current()

@@ -61,7 +61,9 @@ def test_an_invalid_field_is_rejected_by_name(alice_api, active_model, field, va
     assert not Transaction.objects.exists()
 
 
-@pytest.mark.parametrize("field", ["transaction_id", "customer_id", "merchant_id", "amount", "currency", "country", "timestamp"])
+@pytest.mark.parametrize(
+    "field", ["transaction_id", "customer_id", "merchant_id", "amount", "currency", "country", "timestamp"]
+)
 def test_a_missing_required_field_is_named(alice_api, active_model, field):
     data = body()
     del data[field]
@@ -87,7 +89,9 @@ def test_unknown_fields_are_rejected_alongside_other_errors(alice_api, active_mo
         ({"amount": "10.500"}, "10.5"),  # trailing zeros are not extra precision
     ],
 )
-def test_valid_amounts_in_each_currencys_precision_are_accepted(alice_api, alice, active_model, overrides, stored_amount):
+def test_valid_amounts_in_each_currencys_precision_are_accepted(
+    alice_api, alice, active_model, overrides, stored_amount
+):
     response = alice_api.post(URL, body(**overrides), format="json")
     assert response.status_code == 201, response.content
     stored = Transaction.objects.get(owner=alice)
