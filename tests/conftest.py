@@ -116,3 +116,14 @@ def alice_api(alice) -> APIClient:
 @pytest.fixture
 def bob_api(bob) -> APIClient:
     return jwt_client(bob.username)
+
+
+@pytest.fixture
+def redis_cache():
+    """The configured cache, which must be Redis (django-redis) for this test."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    if not settings.REDIS_URL:
+        _unavailable("needs Redis (set REDIS_URL=redis://...)")
+    return cache

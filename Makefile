@@ -1,0 +1,39 @@
+# CipherGuard command index. `make run` and `make test` are the two commands a newcomer needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run serve migrate test test-postgres lint format clean
+
+install: $(STAMP)  ## create .venv and install pinned dependencies (idempotent)
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+	$(BIN)/pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --no-input -v 0
+
+run: migrate  ## install, migrate, create demo data/model/users on first run, serve on http://127.0.0.1:8000
+	$(BIN)/python manage.py collectstatic --no-input -v 0
+	$(BIN)/python manage.py bootstrap_demo
+	$(BIN)/gunicorn cipherguard.wsgi --config deploy/gunicorn.conf.py --bind $(HOST):$(PORT)
+
+test: install  ## run the test suite (SQLite by default; DATABASE_URL/REDIS_URL select real services)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf var/ .pytest_cache .ruff_cache

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from accounts.models import Role, User
+from accounts.services import user_create
+from fraud.generator import default_start
+from fraud.models import ModelStatus, ModelVersion, Transaction
+from fraud.services import history_generate, model_train
+
+DEMO_USERS = (("demo-admin", Role.ADMIN), ("demo-analyst", Role.ANALYST), ("demo-client", Role.API_CLIENT))
+DEMO_HISTORY = {"days": 60, "customers": 1500, "merchants": 250, "seed": 42}
+
+
+class Command(BaseCommand):
+    help = "First-run setup for `make run`: demo users, demo history and an active model. Safe to repeat: nothing that exists is regenerated."
+
+    def handle(self, *args: object, **opts: object) -> None:
+        credentials_file = Path(settings.VAR_DIR) / "demo-credentials.json"
+        known = json.loads(credentials_file.read_text()) if credentials_file.exists() else {}
+        for username, role in DEMO_USERS:
+            if not User.objects.filter(username=username).exists():
+                password = secrets.token_urlsafe(15)
+                user_create(username=username, password=password, role=role)
+                known[username] = password
+                self.stdout.write(f"created {role} {username}")
+        credentials_file.write_text(json.dumps(known, indent=2))
+        os.chmod(credentials_file, 0o600)  # demo passwords: readable by this user only
+
+        client = User.objects.get(username="demo-client")
+        if not Transaction.objects.filter(owner=client).exists():
+            start = default_start(DEMO_HISTORY["days"], now=timezone.now())
+            self.stdout.write(f"generating {DEMO_HISTORY['days']} days of demo history (once; about a minute)…")
+            written = history_generate(owner=client, start=start, **DEMO_HISTORY)
+            self.stdout.write(f"wrote {written} transactions")
+        if not ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists():
+            self.stdout.write("training the demo model (once)…")
+            version = model_train(activate=True)
+            v = version.metrics["validation"]
+            self.stdout.write(f"activated {version.version}: AUC ROC {v['auc_roc']:.3f}, Average Precision {v['average_precision']:.3f}")
+
+        self.stdout.write(self.style.SUCCESS("\nCipherGuard is ready. Demo users:"))
+        for username, role in DEMO_USERS:
+            self.stdout.write(f"  {role:<10} {username:<13} password: {known.get(username, '(set earlier, not by make run)')}")
+        when = (timezone.now() - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        password = known.get("demo-client", "<password>")
+        self.stdout.write(
+            "\nTry it (console: http://127.0.0.1:8000/admin/, API docs: http://127.0.0.1:8000/api/v1/docs/):\n\n"
+            f"  TOKEN=$(curl -s -X POST http://127.0.0.1:8000/api/v1/auth/token/ -H 'Content-Type: application/json' \\\n"
+            f'    -d \'{{"username": "demo-client", "password": "{password}"}}\' | python3 -c \'import sys, json; print(json.load(sys.stdin)["access"])\')\n'
+            f"  curl -s -X POST http://127.0.0.1:8000/api/v1/transactions/ -H \"Authorization: Bearer $TOKEN\" \\\n"
+            f"    -H 'Content-Type: application/json' \\\n"
+            f'    -d \'{{"transaction_id": "demo-{secrets.token_hex(4)}", "customer_id": "C000042", "merchant_id": "M00007", '
+            f'"amount": "1850.00", "currency": "EUR", "country": "NG", "channel": "online", "timestamp": "{when}"}}\'\n'
+        )
