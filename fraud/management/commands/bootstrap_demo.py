@@ -45,18 +45,22 @@ class Command(BaseCommand):
             self.stdout.write("training the demo model (once)…")
             version = model_train(activate=True)
             v = version.metrics["validation"]
-            self.stdout.write(f"activated {version.version}: AUC ROC {v['auc_roc']:.3f}, Average Precision {v['average_precision']:.3f}")
+            self.stdout.write(
+                f"activated {version.version}: AUC ROC {v['auc_roc']:.3f}, Average Precision {v['average_precision']:.3f}"
+            )
 
         self.stdout.write(self.style.SUCCESS("\nCipherGuard is ready. Demo users:"))
         for username, role in DEMO_USERS:
-            self.stdout.write(f"  {role:<10} {username:<13} password: {known.get(username, '(set earlier, not by make run)')}")
+            self.stdout.write(
+                f"  {role:<10} {username:<13} password: {known.get(username, '(set earlier, not by make run)')}"
+            )
         when = (timezone.now() - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
         password = known.get("demo-client", "<password>")
         self.stdout.write(
             "\nTry it (console: http://127.0.0.1:8000/admin/, API docs: http://127.0.0.1:8000/api/v1/docs/):\n\n"
             f"  TOKEN=$(curl -s -X POST http://127.0.0.1:8000/api/v1/auth/token/ -H 'Content-Type: application/json' \\\n"
             f'    -d \'{{"username": "demo-client", "password": "{password}"}}\' | python3 -c \'import sys, json; print(json.load(sys.stdin)["access"])\')\n'
-            f"  curl -s -X POST http://127.0.0.1:8000/api/v1/transactions/ -H \"Authorization: Bearer $TOKEN\" \\\n"
+            f'  curl -s -X POST http://127.0.0.1:8000/api/v1/transactions/ -H "Authorization: Bearer $TOKEN" \\\n'
             f"    -H 'Content-Type: application/json' \\\n"
             f'    -d \'{{"transaction_id": "demo-{secrets.token_hex(4)}", "customer_id": "C000042", "merchant_id": "M00007", '
             f'"amount": "1850.00", "currency": "EUR", "country": "NG", "channel": "online", "timestamp": "{when}"}}\'\n'
