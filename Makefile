@@ -21,7 +21,7 @@ migrate: install
 
 run: migrate  ## install, migrate, create demo data/model/users on first run, serve on http://127.0.0.1:8000
 	$(BIN)/python manage.py collectstatic --no-input -v 0
-	$(BIN)/python manage.py bootstrap_demo
+	$(BIN)/python manage.py bootstrap_demo --base-url http://$(HOST):$(PORT)
 	$(BIN)/gunicorn cipherguard.wsgi --config deploy/gunicorn.conf.py --bind $(HOST):$(PORT)
 
 test: install  ## run the test suite (SQLite by default; DATABASE_URL/REDIS_URL select real services)

@@ -227,9 +227,10 @@ def model_train(
         return (frame.ts >= fx.to_epoch_us(start)) & (frame.ts < fx.to_epoch_us(end))
 
     train_rows, val_rows = window(w.train_start, w.train_end), window(w.validation_start, w.validation_end)
-    # Training labels as known when validation began; validation labels as known now.
-    y_train = (frame.fraud_known_at <= fx.to_epoch_us(w.validation_start))[train_rows].astype(np.int64)
-    y_val = (frame.fraud_known_at <= fx.to_epoch_us(as_of))[val_rows].astype(np.int64)
+    # Labels as known at ``as_of``. The training window ends two label delays before it, so its
+    # labels have had time to arrive; features still only see labels known at each row's time.
+    known = frame.fraud_known_at <= fx.to_epoch_us(as_of)
+    y_train, y_val = known[train_rows].astype(np.int64), known[val_rows].astype(np.int64)
     if y_train.sum() < 10 or y_val.sum() < 1:
         raise ValueError(
             f"too few fraud labels to train ({int(y_train.sum())} in training, {int(y_val.sum())} in validation)"

@@ -34,10 +34,12 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> HistGradientBoostingC
     """Gradient-boosted trees on float32 features (the dtype ONNX serves, so both see the same
     numbers). No class weighting: the probabilities stay close to real fraud rates."""
     model = HistGradientBoostingClassifier(
-        max_iter=300,
-        learning_rate=0.06,
-        max_leaf_nodes=31,
-        min_samples_leaf=40,
+        # Small trees, many of them: on generated data (90 days, 2,000 customers) 15 leaves and
+        # 100 rows per leaf beat 31/40 on validation Average Precision (0.50 against 0.48).
+        max_iter=500,
+        learning_rate=0.05,
+        max_leaf_nodes=15,
+        min_samples_leaf=100,
         l2_regularization=1.0,
         early_stopping=False,
         random_state=seed,

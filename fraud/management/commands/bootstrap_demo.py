@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -23,7 +23,11 @@ DEMO_HISTORY = {"days": 60, "customers": 1500, "merchants": 250, "seed": 42}
 class Command(BaseCommand):
     help = "First-run setup for `make run`: demo users, demo history and an active model. Safe to repeat: nothing that exists is regenerated."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--base-url", default="http://127.0.0.1:8000", help="where the server will listen")
+
     def handle(self, *args: object, **opts: object) -> None:
+        base = str(opts["base_url"]).rstrip("/")
         credentials_file = Path(settings.VAR_DIR) / "demo-credentials.json"
         known = json.loads(credentials_file.read_text()) if credentials_file.exists() else {}
         for username, role in DEMO_USERS:
@@ -57,10 +61,10 @@ class Command(BaseCommand):
         when = (timezone.now() - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
         password = known.get("demo-client", "<password>")
         self.stdout.write(
-            "\nTry it (console: http://127.0.0.1:8000/admin/, API docs: http://127.0.0.1:8000/api/v1/docs/):\n\n"
-            f"  TOKEN=$(curl -s -X POST http://127.0.0.1:8000/api/v1/auth/token/ -H 'Content-Type: application/json' \\\n"
+            f"\nTry it (admin: {base}/admin/, API docs: {base}/api/v1/docs/):\n\n"
+            f"  TOKEN=$(curl -s -X POST {base}/api/v1/auth/token/ -H 'Content-Type: application/json' \\\n"
             f'    -d \'{{"username": "demo-client", "password": "{password}"}}\' | python3 -c \'import sys, json; print(json.load(sys.stdin)["access"])\')\n'
-            f'  curl -s -X POST http://127.0.0.1:8000/api/v1/transactions/ -H "Authorization: Bearer $TOKEN" \\\n'
+            f'  curl -s -X POST {base}/api/v1/transactions/ -H "Authorization: Bearer $TOKEN" \\\n'
             f"    -H 'Content-Type: application/json' \\\n"
             f'    -d \'{{"transaction_id": "demo-{secrets.token_hex(4)}", "customer_id": "C000042", "merchant_id": "M00007", '
             f'"amount": "1850.00", "currency": "EUR", "country": "NG", "channel": "online", "timestamp": "{when}"}}\'\n'
