@@ -1,4 +1,4 @@
-"""Where features meet the database: online aggregates in two SQL queries, and history tables
+"""Where features meet the database: online aggregates in one SQL statement, and history tables
 loaded for offline (vectorised) feature computation. The feature maths lives in
 ``fraud.features``; this module only reads."""
 
@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from django.db.models import Count, F, FloatField, Max, Q, QuerySet, Sum
+from django.db import connection
+from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
 
 from fraud import features as fx
 from fraud.models import Label, Transaction
@@ -32,50 +34,105 @@ def _us(delta_us: int) -> timedelta:
     return timedelta(microseconds=delta_us)
 
 
-def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[str, float]:
-    """The aggregates of ``fraud.features`` for one transaction, read with two indexed aggregate
-    queries (customer history, merchant history), both strictly before its timestamp."""
+def _build_online_sql() -> tuple[str, list[str], list[str]]:
+    """The online aggregates as ONE SQL statement (customer and merchant sub-aggregates, each
+    exactly one row, cross-joined), built once at import from the window definitions.
+
+    Raw SQL because compiling a dozen filtered aggregates through the ORM cost ~1.5 ms per
+    request, several times the queries themselves. Returns the SQL, the output column names and
+    the parameter names in order (values come from ``_online_params``)."""
+    table = Transaction._meta.db_table
+    cust_cols, cust_params, names = [], [], []
+    for w in fx.CUSTOMER_COUNT_WINDOWS:
+        cust_cols.append("COUNT(*) FILTER (WHERE timestamp >= %s)")
+        cust_params.append(f"t-{w}")
+        names.append(f"c_n_{w}")
+    for w in fx.CUSTOMER_SUM_WINDOWS:
+        cust_cols.append("COALESCE(SUM(amount) FILTER (WHERE timestamp >= %s), 0)")
+        cust_params.append(f"t-{w}")
+        names.append(f"c_sum_{w}")
+    cust_cols += [
+        "COALESCE(SUM(amount * amount), 0)",
+        "MAX(timestamp)",
+        "COUNT(*) FILTER (WHERE merchant_id = %s AND timestamp >= %s)",
+        "COUNT(*) FILTER (WHERE country = %s AND timestamp >= %s)",
+    ]
+    cust_params += ["merchant", "t-novelty", "country", "t-novelty"]
+    names += ["c_sumsq_30d", "c_prev", "cm_n_30d", "cc_n_30d"]
+    customer_sql = (
+        f"SELECT {', '.join(cust_cols)} FROM {table} "
+        "WHERE owner_id = %s AND customer_id = %s AND timestamp >= %s AND timestamp < %s"
+    )
+    cust_params += ["owner", "customer", "t-customer-from", "t"]
+
+    merch_cols, merch_params = [], []
+    for w in fx.MERCHANT_WINDOWS:
+        merch_cols.append("COUNT(*) FILTER (WHERE timestamp >= %s)")
+        merch_params.append(f"t-{w}")
+        names.append(f"m_n_{w}")
+    for w in fx.MERCHANT_WINDOWS:
+        merch_cols.append("COUNT(*) FILTER (WHERE timestamp >= %s AND timestamp < %s)")
+        merch_params += [f"t-delay-{w}", "t-delay"]
+        names.append(f"m_dn_{w}")
+    for w in fx.MERCHANT_WINDOWS:
+        merch_cols.append(
+            "COUNT(*) FILTER (WHERE timestamp >= %s AND timestamp < %s AND label = %s AND label_time <= %s)"
+        )
+        merch_params += [f"t-delay-{w}", "t-delay", "fraud", "t"]
+        names.append(f"m_fraud_{w}")
+    merchant_sql = (
+        f"SELECT {', '.join(merch_cols)} FROM {table} "
+        "WHERE owner_id = %s AND merchant_id = %s AND timestamp >= %s AND timestamp < %s"
+    )
+    merch_params += ["owner", "merchant", "t-merchant-from", "t"]
+    sql = f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({merchant_sql}) AS m"
+    return sql, names, cust_params + merch_params
+
+
+ONLINE_SQL, ONLINE_COLUMNS, ONLINE_PARAMS = _build_online_sql()
+
+
+def _online_params(tx: PendingTransaction, label_delay_days: int) -> list[object]:
     t = tx.timestamp
-    customer_rows = Transaction.objects.filter(
-        owner_id=tx.owner_id,
-        customer_id=tx.customer_id,
-        timestamp__gte=t - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values())),
-        timestamp__lt=t,
-    )
-    customer_aggs = {
-        f"c_n_{w}": Count("id", filter=Q(timestamp__gte=t - _us(width)))
-        for w, width in fx.CUSTOMER_COUNT_WINDOWS.items()
-    }
-    customer_aggs |= {
-        f"c_sum_{w}": Sum("amount", filter=Q(timestamp__gte=t - _us(width)), output_field=FloatField())
-        for w, width in fx.CUSTOMER_SUM_WINDOWS.items()
-    }
-    customer_aggs |= {
-        "c_sumsq_30d": Sum(F("amount") * F("amount"), output_field=FloatField()),
-        "c_prev": Max("timestamp"),
-        "cm_n_30d": Count("id", filter=Q(merchant_id=tx.merchant_id, timestamp__gte=t - _us(fx.NOVELTY_WINDOW))),
-        "cc_n_30d": Count("id", filter=Q(country=tx.country, timestamp__gte=t - _us(fx.NOVELTY_WINDOW))),
-    }
-    c = customer_rows.aggregate(**customer_aggs)
-
     delay = _us(label_delay_days * fx.DAY)
-    widest = max(fx.MERCHANT_WINDOWS.values())
-    merchant_rows = Transaction.objects.filter(
-        owner_id=tx.owner_id,
-        merchant_id=tx.merchant_id,
-        timestamp__gte=min(t - _us(widest), t - delay - _us(widest)),
-        timestamp__lt=t,
-    )
-    merchant_aggs = {}
-    for w, width in fx.MERCHANT_WINDOWS.items():
-        delayed = Q(timestamp__gte=t - delay - _us(width), timestamp__lt=t - delay)
-        merchant_aggs[f"m_n_{w}"] = Count("id", filter=Q(timestamp__gte=t - _us(width)))
-        merchant_aggs[f"m_dn_{w}"] = Count("id", filter=delayed)
-        merchant_aggs[f"m_fraud_{w}"] = Count("id", filter=delayed & Q(label=Label.FRAUD, label_time__lte=t))
-    m = merchant_rows.aggregate(**merchant_aggs)
+    widest_customer = max(fx.CUSTOMER_COUNT_WINDOWS.values())
+    widest_merchant = max(fx.MERCHANT_WINDOWS.values())
+    adapt = connection.ops.adapt_datetimefield_value
+    values: dict[str, object] = {
+        "t": t,
+        "t-novelty": t - _us(fx.NOVELTY_WINDOW),
+        "t-customer-from": t - _us(widest_customer),
+        "t-merchant-from": min(t - _us(widest_merchant), t - delay - _us(widest_merchant)),
+        "t-delay": t - delay,
+        "owner": tx.owner_id,
+        "customer": tx.customer_id,
+        "merchant": tx.merchant_id,
+        "country": tx.country,
+        "fraud": Label.FRAUD.value,
+    }
+    values |= {f"t-{w}": t - _us(width) for w, width in fx.CUSTOMER_COUNT_WINDOWS.items()}
+    values |= {f"t-{w}": t - _us(width) for w, width in fx.MERCHANT_WINDOWS.items()}
+    values |= {f"t-delay-{w}": t - delay - _us(width) for w, width in fx.MERCHANT_WINDOWS.items()}
+    return [adapt(v) if isinstance(v, datetime) else v for v in (values[name] for name in ONLINE_PARAMS)]
 
-    out = {name: float(value or 0) for name, value in (c | m).items() if name != "c_prev"}
-    out["c_prev_ts"] = float(fx.to_epoch_us(c["c_prev"])) if c["c_prev"] is not None else -1.0
+
+def _as_datetime(value: object) -> datetime | None:
+    """MAX(timestamp) comes back as a datetime (PostgreSQL) or as text (SQLite, stored UTC)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[str, float]:
+    """The aggregates of ``fraud.features`` for one transaction, in one round trip: two indexed
+    aggregate scans (the customer's history, the merchant's), both strictly before its time."""
+    with connection.cursor() as cursor:
+        cursor.execute(ONLINE_SQL, _online_params(tx, label_delay_days))
+        row = dict(zip(ONLINE_COLUMNS, cursor.fetchone(), strict=True))
+    prev = _as_datetime(row.pop("c_prev"))
+    out = {name: float(value or 0) for name, value in row.items()}
+    out["c_prev_ts"] = float(fx.to_epoch_us(prev)) if prev is not None else -1.0
     return out
 
 

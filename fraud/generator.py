@@ -19,8 +19,9 @@ Fraud scenarios (documented in ``docs/model.md``), together about 0.5–1 % of t
 5. ``foreign_cash_out`` — a cloned card used at ATMs or shops in a country the customer never
    visits, at 2–4× the usual amount, often at night.
 
-Fraud labels become known 1–21 days after the transaction (chargebacks are slow), so some are
-still unknown when the label delay has passed, as in real life.
+Fraud labels become known half a day to a week after the transaction for 85 % of frauds and one
+to three weeks after for the rest (chargebacks are slow), so some are still unknown when the
+default 7-day label delay has passed, as in real life.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ class Generated:
         return sum(1 for s in self.scenario if s) / max(1, len(self))
 
 
+def label_delay(rng: np.random.Generator) -> int:
+    """Microseconds until a fraud label is known: most within a week (card holders notice and
+    call), 15 % later (chargebacks), up to three weeks."""
+    days = rng.uniform(0.5, 7.0) if rng.random() < 0.85 else rng.uniform(7.0, 21.0)
+    return int(days * DAY)
+
+
 class _Builder:
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
@@ -69,7 +77,7 @@ class _Builder:
         self, customer: str, merchant: str, country: str, channel: str, ts: int, amount: float, scenario: str = ""
     ) -> None:
         amount = round(max(0.5, float(amount)), 2)
-        label_time = ts + int(self.rng.uniform(1, 21) * DAY) if scenario else -1
+        label_time = ts + label_delay(self.rng) if scenario else -1
         self.rows.append((ts, customer, merchant, country, channel, amount, scenario, label_time))
 
 
@@ -135,7 +143,7 @@ def generate(*, start: datetime, days: int, customers: int, merchants: int, seed
         ts = row[0]
         for b0, b1 in breached.get(row[2], ()):
             if b0 <= ts < b1 and rng.random() < 0.3:
-                rows[i] = (*row[:6], "compromised_merchant", ts + int(rng.uniform(1, 21) * DAY))
+                rows[i] = (*row[:6], "compromised_merchant", ts + label_delay(rng))
                 break
 
     def random_time(lo: int = t0, hi: int = end) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -308,4 +308,9 @@ def history_generate(*, owner: User, days: int, customers: int, merchants: int, 
         if len(batch) >= 10_000:
             written += flush()
     written += flush()
+    if connection.vendor == "postgresql":
+        # A bulk load leaves the planner with stale statistics (it then misjudges the feature
+        # queries' index scans); refresh them now rather than waiting for autovacuum.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Transaction._meta.db_table}")
     return written

@@ -12,10 +12,13 @@ from accounts.models import User
 from fraud.models import ModelStatus, ModelVersion, Transaction
 
 
-def test_the_first_run_sets_everything_up_and_the_second_changes_nothing(db, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks):
+def test_the_first_run_sets_everything_up_and_the_second_changes_nothing(
+    db, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
     settings.VAR_DIR = tmp_path
     monkeypatch.setattr(
-        "fraud.management.commands.bootstrap_demo.DEMO_HISTORY", {"days": 50, "customers": 200, "merchants": 25, "seed": 3}
+        "fraud.management.commands.bootstrap_demo.DEMO_HISTORY",
+        {"days": 60, "customers": 300, "merchants": 30, "seed": 3},
     )
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):

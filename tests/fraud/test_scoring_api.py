@@ -179,9 +179,9 @@ def test_analysts_cannot_use_the_scoring_api(carol, active_model):
 
 def test_a_scoring_request_costs_a_fixed_number_of_queries(alice_api, active_model, django_assert_num_queries):
     alice_api.post(URL, body(transaction_id="warm"), format="json")  # loads model and thresholds
-    # 1 user (JWT), 1 customer aggregate, 1 merchant aggregate, then the insert in its own
-    # savepoint (savepoint, insert, release: the test wraps everything in a transaction).
-    with django_assert_num_queries(6):
+    # 1 user (JWT), 1 statement for all history aggregates, then the insert in its own savepoint
+    # (savepoint, insert, release: the test wraps everything in a transaction).
+    with django_assert_num_queries(5):
         response = alice_api.post(URL, body(transaction_id="counted"), format="json")
     assert response.status_code == 201
 

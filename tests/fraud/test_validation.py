@@ -117,7 +117,9 @@ def test_a_non_json_body_is_415(alice_api, active_model):
     assert response["Content-Type"] == "application/problem+json"
 
 
-@pytest.mark.parametrize("raw", ["{not json", "", "[]", '"a string"', "null", "[" * 100_000 + "]" * 100_000, '{"amount": 1e999}'])
+@pytest.mark.parametrize(
+    "raw", ["{not json", "", "[]", '"a string"', "null", "[" * 100_000 + "]" * 100_000, '{"amount": 1e999}']
+)
 def test_malformed_or_non_object_json_is_400(alice_api, active_model, raw):
     response = alice_api.post(URL, raw, content_type="application/json")
     assert response.status_code == 400

@@ -1,0 +1,97 @@
+"""Django admin for admins: thresholds and model versions. Changes go through services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from fraud.models import DecisionThresholds, ModelStatus, ModelVersion, Transaction
+from fraud.services import model_version_activate, thresholds_update
+
+
+@admin.register(DecisionThresholds)
+class DecisionThresholdsAdmin(admin.ModelAdmin):
+    list_display = ("review_threshold", "decline_threshold", "updated_at", "updated_by")
+    fields = ("review_threshold", "decline_threshold", "updated_at", "updated_by")
+    readonly_fields = ("updated_at", "updated_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not DecisionThresholds.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: DecisionThresholds, form: Any, change: bool) -> None:
+        # The service validates the pair and tells every web process to re-read it.
+        thresholds_update(review=obj.review_threshold, decline=obj.decline_threshold, actor=request.user)
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ("version", "status", "algorithm", "validation_auc", "validation_ap", "created_at", "activated_at")
+    list_filter = ("status", "algorithm")
+    exclude = ("artifact",)
+    actions = ["activate"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in ModelVersion._meta.fields if f.name != "artifact"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # models come from training, never from a form
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="AUC ROC")
+    def validation_auc(self, obj: ModelVersion) -> str:
+        value = obj.metrics.get("validation", {}).get("auc_roc")
+        return f"{value:.4f}" if value is not None else "—"
+
+    @admin.display(description="Average Precision")
+    def validation_ap(self, obj: ModelVersion) -> str:
+        value = obj.metrics.get("validation", {}).get("average_precision")
+        return f"{value:.4f}" if value is not None else "—"
+
+    @admin.action(description="Activate the selected model (retires the current one)")
+    def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model to activate.", messages.ERROR)
+            return
+        version = queryset.get()
+        if version.status == ModelStatus.ACTIVE:
+            self.message_user(request, f"{version.version} is already active.", messages.WARNING)
+            return
+        model_version_activate(version=version)
+        self.message_user(request, f"{version.version} is now the active model.", messages.SUCCESS)
+
+
+@admin.register(Transaction)
+class TransactionAdmin(admin.ModelAdmin):
+    list_display = (
+        "transaction_id",
+        "owner",
+        "customer_id",
+        "merchant_id",
+        "amount",
+        "currency",
+        "fraud_score",
+        "decision",
+        "label",
+        "timestamp",
+    )
+    list_filter = ("decision", "label", "channel")
+    search_fields = ("transaction_id", "customer_id", "merchant_id")
+    list_select_related = ("owner",)
+    show_full_result_count = False  # no COUNT(*) over millions of rows on every page
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in Transaction._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
