@@ -12,6 +12,22 @@ from fraud.feature_store import frame_from_rows
 from fraud.generator import Generated
 
 
+def online_features(tx, *, label_delay_days: int = 7) -> np.ndarray:
+    """The feature row ``[1, n]`` the scoring path computes for a stored transaction."""
+    from fraud.feature_store import PendingTransaction, features_online
+
+    pending = PendingTransaction(
+        owner_id=tx.owner_id,
+        customer_id=tx.customer_id,
+        merchant_id=tx.merchant_id,
+        country=tx.country,
+        channel=tx.channel,
+        timestamp=tx.timestamp,
+        amount=float(tx.amount),
+    )
+    return features_online(pending, label_delay_days=label_delay_days)
+
+
 def generated_rows(g: Generated, owner_id: int) -> list[tuple]:
     """Generator output as tuples in ``fraud.feature_store.HISTORY_FIELDS`` order."""
     rows = []

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fraud import features as fx
 from fraud.models import Transaction
 from tests.fraud.test_scoring_api import URL, body
+from tests.helpers import online_features
 
 BATCH = "/api/v1/transactions/batch/"
 
@@ -52,12 +54,6 @@ def test_items_of_one_customer_in_a_batch_see_the_earlier_ones(alice_api, alice,
         item["timestamp"] = item["timestamp"][:19] + f".{i:06d}+00:00"
     data = alice_api.post(BATCH, {"transactions": items}, format="json").json()
     assert [r["status"] for r in data["results"]] == [201] * 5
-    from fraud import features as fx
-    from fraud.feature_store import PendingTransaction, features_online
-
     last = Transaction.objects.get(owner=alice, transaction_id="burst-4")
-    row = features_online(
-        PendingTransaction(alice.pk, "CT", last.merchant_id, last.country, last.channel, last.timestamp, 1.0),
-        label_delay_days=7,
-    )
+    row = online_features(last)
     assert row[0, fx.FEATURE_INDEX["c_n_1h"]] == 4

@@ -9,29 +9,18 @@ import numpy as np
 import pytest
 
 from fraud import features as fx
-from fraud.feature_store import PendingTransaction, features_online, load_history
+from fraud.feature_store import load_history
 from fraud.models import Transaction
 from fraud.services import history_generate
 from tests.factories import TransactionFactory
+from tests.helpers import online_features
 
 DELAY = 7
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def pending_for(tx: Transaction) -> PendingTransaction:
-    return PendingTransaction(
-        owner_id=tx.owner_id,
-        customer_id=tx.customer_id,
-        merchant_id=tx.merchant_id,
-        country=tx.country,
-        channel=tx.channel,
-        timestamp=tx.timestamp,
-        amount=float(tx.amount),
-    )
-
-
 def online(tx: Transaction) -> np.ndarray:
-    return features_online(pending_for(tx), label_delay_days=DELAY)[0]
+    return online_features(tx, label_delay_days=DELAY)[0]
 
 
 def offline_by_id() -> dict[int, np.ndarray]:

@@ -42,26 +42,24 @@ def test_the_generator_mixes_every_fraud_scenario_at_a_realistic_rate(small_hist
     )
 
 
-def test_onnx_and_scikit_learn_probabilities_agree_on_the_validation_set(trained_artifact):
-    scorer = OnnxScorer(
+@pytest.fixture
+def scorer(trained_artifact) -> OnnxScorer:
+    return OnnxScorer(
         trained_artifact.artifact,
         expected_sha256=trained_artifact.sha256,
         feature_names=list(fx.FEATURE_NAMES),
         neutral_values=trained_artifact.neutral_values,
     )
+
+
+def test_onnx_and_scikit_learn_probabilities_agree_on_the_validation_set(trained_artifact, scorer):
     onnx_scores = scorer.predict(trained_artifact.x_validation)
     assert len(onnx_scores) > 1000
     assert np.max(np.abs(onnx_scores - trained_artifact.sklearn_validation_scores)) <= ONNX_TOLERANCE
     assert trained_artifact.onnx_max_abs_diff <= ONNX_TOLERANCE
 
 
-def test_scores_with_reasons_come_from_one_batched_call_and_match_plain_scores(trained_artifact):
-    scorer = OnnxScorer(
-        trained_artifact.artifact,
-        expected_sha256=trained_artifact.sha256,
-        feature_names=list(fx.FEATURE_NAMES),
-        neutral_values=trained_artifact.neutral_values,
-    )
+def test_scores_with_reasons_come_from_one_batched_call_and_match_plain_scores(trained_artifact, scorer):
     x = trained_artifact.x_validation[:50]
     scores, deltas = scorer.score_with_reasons(x)
     np.testing.assert_allclose(scores, scorer.predict(x), atol=1e-7)

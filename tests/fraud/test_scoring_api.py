@@ -5,17 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import numpy as np
 import pytest
 from django.utils import timezone
 
 from fraud import features as fx
-from fraud.feature_store import PendingTransaction, features_online
 from fraud.models import Decision, Transaction
 from fraud.scoring import runtime
 from fraud.services import history_generate, thresholds_update
 from tests.conftest import jwt_client
 from tests.factories import TransactionFactory
+from tests.helpers import online_features
 
 URL = "/api/v1/transactions/"
 # One fixed instant per test run, so a repeated body is byte-for-byte the same request.
@@ -76,12 +75,7 @@ def test_reasons_are_the_score_change_when_each_factor_is_made_ordinary(alice_ap
         assert reason["message"]
     # Recompute each contribution independently: neutralise the group's features and rescore.
     tx = Transaction.objects.get(owner=alice, transaction_id="tx-1")
-    row = features_online(
-        PendingTransaction(
-            alice.pk, tx.customer_id, tx.merchant_id, tx.country, tx.channel, tx.timestamp, float(tx.amount)
-        ),
-        label_delay_days=7,
-    )
+    row = online_features(tx)
     model, _ = runtime.current()
     base = model.scorer.predict(row)[0]
     assert base == pytest.approx(data["fraud_score"], abs=1e-6)
@@ -184,16 +178,3 @@ def test_a_scoring_request_costs_a_fixed_number_of_queries(alice_api, active_mod
     with django_assert_num_queries(5):
         response = alice_api.post(URL, body(transaction_id="counted"), format="json")
     assert response.status_code == 201
-
-
-def test_scores_match_the_model_on_features_from_history(alice_api, alice, active_model):
-    response = alice_api.post(URL, body(), format="json").json()
-    tx = Transaction.objects.get(owner=alice, transaction_id="tx-1")
-    row = features_online(
-        PendingTransaction(
-            alice.pk, tx.customer_id, tx.merchant_id, tx.country, tx.channel, tx.timestamp, float(tx.amount)
-        ),
-        label_delay_days=7,
-    )
-    model, _ = runtime.current()
-    assert np.isclose(model.scorer.predict(row)[0], response["fraud_score"], atol=1e-6)
