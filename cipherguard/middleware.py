@@ -6,6 +6,28 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
+from cipherguard import context
+
+
+class RequestContextMiddleware:
+    """A correlation id per request (``X-Request-ID`` in, or a new one) and the origin IP, for
+    audit events and logs; the id is echoed back in the response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        rid = context.new_request_id(request.headers.get("X-Request-ID"))
+        request.request_id = rid  # type: ignore[attr-defined]
+        tokens = (context.request_id.set(rid), context.origin_ip.set(request.META.get("REMOTE_ADDR") or None))
+        try:
+            response = self.get_response(request)
+        finally:
+            context.request_id.reset(tokens[0])
+            context.origin_ip.reset(tokens[1])
+        response["X-Request-ID"] = rid
+        return response
+
 
 class ApiNoStoreMiddleware:
     """API responses carry fraud data: no browser or proxy may keep a copy."""

@@ -35,9 +35,13 @@ DEBUG = env_bool("DEBUG", not IS_PRODUCTION and ENVIRONMENT != "test")
 _DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - a marked placeholder, refused in production
 _DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105
 _DEV_ENCRYPTION_KEY = "dev-insecure-encryption-key-change-me"  # noqa: S105
+_DEV_AUDIT_MAC_KEY = "dev-insecure-audit-mac-key-change-me"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
 JWT_SECRET = env_str("JWT_SECRET", _DEV_JWT_SECRET)
 ENCRYPTION_KEY = env_str("ENCRYPTION_KEY", _DEV_ENCRYPTION_KEY)
+# Keys the audit trail's HMAC chain. Kept out of the database on purpose: whoever can rewrite the
+# audit table cannot recompute the chain without it.
+AUDIT_MAC_KEY = env_str("AUDIT_MAC_KEY", _DEV_AUDIT_MAC_KEY)
 
 if IS_PRODUCTION:
     _problems = []
@@ -47,6 +51,7 @@ if IS_PRODUCTION:
         ("SECRET_KEY", SECRET_KEY, _DEV_SECRET_KEY),
         ("JWT_SECRET", JWT_SECRET, _DEV_JWT_SECRET),
         ("ENCRYPTION_KEY", ENCRYPTION_KEY, _DEV_ENCRYPTION_KEY),
+        ("AUDIT_MAC_KEY", AUDIT_MAC_KEY, _DEV_AUDIT_MAC_KEY),
     ):
         if _value == _placeholder:
             _problems.append(f"{_name} is missing or still the development default")
@@ -82,6 +87,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "cipherguard.middleware.RequestContextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -272,6 +278,18 @@ FRAUD_REASONS_TOP_K = env_int("FRAUD_REASONS_TOP_K", 3, minimum=1, maximum=10)
 # applies at once; other processes pick it up within this many seconds).
 FRAUD_RUNTIME_REFRESH_SECONDS = env_float("FRAUD_RUNTIME_REFRESH_SECONDS", 5.0, minimum=0.0)
 MODEL_ARTIFACT_DIR = Path(env_str("MODEL_ARTIFACT_DIR", str(VAR_DIR / "models")))
+
+# --- Cases and the console -----------------------------------------------------------------------
+# Which decisions open a case for analysts, and how long analysts have to close one.
+FRAUD_CASE_DECISIONS = env_list("FRAUD_CASE_DECISIONS", ["review", "decline"])
+FRAUD_CASE_SLA_HOURS = env_int("FRAUD_CASE_SLA_HOURS", 24, minimum=1, maximum=24 * 30)
+CONSOLE_PAGE_SIZE = 25
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:queue"
+LOGOUT_REDIRECT_URL = "console:login"
+# Append-only triggers on the audit tables, created by migration. Only the test overlay turns
+# them off (tests install the same triggers per test; see audit/db.py).
+AUDIT_TRIGGERS = True
 
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)

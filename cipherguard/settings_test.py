@@ -14,3 +14,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# pytest-django empties every table between transactional tests, which append-only triggers
+# refuse; tests install the production triggers per test instead (tests/conftest.py).
+AUDIT_TRIGGERS = False

@@ -64,7 +64,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if version.status == ModelStatus.ACTIVE:
             self.message_user(request, f"{version.version} is already active.", messages.WARNING)
             return
-        model_version_activate(version=version)
+        model_version_activate(version=version, actor=request.user)
         self.message_user(request, f"{version.version} is now the active model.", messages.SUCCESS)
 
 

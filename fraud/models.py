@@ -172,3 +172,81 @@ class DecisionThresholds(models.Model):
 
     def __str__(self) -> str:
         return f"review ≥ {self.review_threshold}, decline ≥ {self.decline_threshold}"
+
+
+class CaseStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    IN_REVIEW = "in_review", "In review"
+    ESCALATED = "escalated", "Escalated"
+    CLOSED = "closed", "Closed"
+
+
+class CaseOutcome(models.TextChoices):
+    CONFIRMED_FRAUD = "confirmed_fraud", "Confirmed fraud"
+    LEGITIMATE = "legitimate", "Legitimate"
+    INCONCLUSIVE = "inconclusive", "Inconclusive"
+
+
+class CaseQuerySet(models.QuerySet["Case"]):
+    def active(self) -> CaseQuerySet:
+        return self.exclude(status=CaseStatus.CLOSED)
+
+    def overdue(self, now: object) -> CaseQuerySet:
+        return self.active().filter(due_at__lt=now)
+
+    def unassigned(self) -> CaseQuerySet:
+        return self.filter(assignee__isnull=True)
+
+
+class Case(models.Model):
+    """A flagged transaction awaiting an analyst's verdict."""
+
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="case")
+    status = models.CharField(max_length=16, choices=CaseStatus.choices, default=CaseStatus.OPEN)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="assigned_cases"
+    )
+    # Higher first: the score weighted by the money at stake (see services.case_priority).
+    priority = models.FloatField()
+    # Copied from the transaction so the queue filters and sorts on one table.
+    score = models.FloatField()
+    amount = models.DecimalField(max_digits=18, decimal_places=4)
+    opened_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=CaseOutcome.choices, blank=True, default="")
+
+    objects = CaseQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=CaseStatus.values), name="case_status_valid"),
+            models.CheckConstraint(
+                condition=(Q(status="closed") & ~Q(outcome="") & Q(closed_at__isnull=False))
+                | (~Q(status="closed") & Q(outcome="") & Q(closed_at__isnull=True)),
+                name="case_closed_iff_outcome",
+            ),
+        ]
+        indexes = [
+            # "Take next": the best unassigned active case.
+            models.Index(fields=["status", "-priority", "opened_at"], name="case_queue", condition=Q(assignee__isnull=True)),
+            models.Index(fields=["assignee", "status"], name="case_assignee"),
+            models.Index(fields=["status", "due_at"], name="case_due"),
+            models.Index(fields=["-opened_at"], name="case_opened"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk} ({self.status})"
+
+
+class CaseNote(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    body = models.TextField(max_length=5000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"Note {self.pk} on case {self.case_id}"

@@ -14,6 +14,7 @@ STRONG = {
     "SECRET_KEY": "s" * 50,
     "JWT_SECRET": "j" * 50,
     "ENCRYPTION_KEY": "e" * 44,
+    "AUDIT_MAC_KEY": "a" * 44,
     "ALLOWED_HOSTS": "fraud.example.com",
 }
 

@@ -1,0 +1,111 @@
+"""The only writer of the audit trail. Call ``audit_record`` inside the same database
+transaction as the change it describes: both commit or neither does."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from accounts.models import Role, User
+from audit.chain import GENESIS, compute_mac
+from audit.models import ActorType, AuditChainHead, AuditEvent
+from cipherguard import context
+
+# Never recorded, whatever a caller passes: secrets and card data do not belong in the trail.
+_REDACTED_KEYS = {"password", "token", "access", "refresh", "card_number", "pan", "cvv", "cvc", "secret"}
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("[redacted]" if k.lower() in _REDACTED_KEYS else _scrub(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def event_content(event: AuditEvent) -> dict[str, Any]:
+    """What the MAC covers: every field but the MACs themselves."""
+    return {
+        "seq": event.seq,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "actor_label": event.actor_label,
+        "event_type": event.event_type,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "before": event.before,
+        "after": event.after,
+        "success": event.success,
+        "origin_ip": event.origin_ip,
+        "request_id": event.request_id,
+    }
+
+
+def mac_key() -> bytes:
+    return settings.AUDIT_MAC_KEY.encode()
+
+
+def audit_record(
+    *,
+    event_type: str,
+    actor: User | None = None,
+    obj: models.Model | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    success: bool = True,
+    actor_label: str | None = None,
+    occurred_at: datetime | None = None,
+) -> AuditEvent:
+    """Append one event to the chain.
+
+    Appends are serialised by locking the chain head row (``SELECT … FOR UPDATE``): concurrent
+    writers queue there, so each reads the true last MAC and the chain never forks. The head
+    moves in the same transaction, which is also the caller's."""
+    with transaction.atomic():
+        head = AuditChainHead.objects.select_for_update().filter(singleton=1).first()
+        if head is None:  # a new database: the unique singleton makes a racing creator fail loudly
+            head = AuditChainHead.objects.create(singleton=1, seq=0, mac="")
+            head = AuditChainHead.objects.select_for_update().get(pk=head.pk)
+        if obj is not None:
+            object_type = object_type or obj._meta.label_lower
+            object_id = object_id or str(obj.pk)
+        if actor is None:
+            actor_type = ActorType.SYSTEM
+        elif actor.role == Role.API_CLIENT:
+            actor_type = ActorType.API_CLIENT
+        else:
+            actor_type = ActorType.USER
+        event = AuditEvent(
+            seq=head.seq + 1,
+            occurred_at=occurred_at or timezone.now(),
+            actor_type=actor_type,
+            actor=actor if actor is not None and actor.pk else None,
+            actor_label=actor_label or (actor.get_username() if actor is not None else "system"),
+            event_type=event_type,
+            object_type=object_type,
+            object_id=str(object_id),
+            before=_scrub(before),
+            after=_scrub(after),
+            success=success,
+            origin_ip=context.origin_ip.get(),
+            request_id=context.request_id.get(),
+            prev_mac=head.mac or GENESIS,
+        )
+        event.mac = compute_mac(mac_key(), event_content(event), event.prev_mac)
+        event.save(force_insert=True)
+        head.seq, head.mac = event.seq, event.mac
+        head.save(update_fields=["seq", "mac"])
+    return event
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Only the keys whose values differ, as (before, after)."""
+    keys = [k for k in after if before.get(k) != after.get(k)]
+    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}

@@ -1,0 +1,43 @@
+"""State changes of the fraud domain. Views, admin actions, commands and tasks call these;
+nothing else writes."""
+
+from fraud.services.cases import (
+    case_add_note,
+    case_assign,
+    case_close,
+    case_escalate,
+    case_open_for,
+    case_take_next,
+    cases_bulk_assign,
+    cases_bulk_close,
+)
+from fraud.services.lifecycle import model_train, model_version_activate, thresholds_update, training_windows
+from fraud.services.transactions import (
+    IdempotencyConflictError,
+    ScoreOutcome,
+    canonical_hash,
+    history_generate,
+    transaction_label,
+    transaction_score,
+)
+
+__all__ = [
+    "IdempotencyConflictError",
+    "ScoreOutcome",
+    "canonical_hash",
+    "case_add_note",
+    "case_assign",
+    "case_close",
+    "case_escalate",
+    "case_open_for",
+    "case_take_next",
+    "cases_bulk_assign",
+    "cases_bulk_close",
+    "history_generate",
+    "model_train",
+    "model_version_activate",
+    "thresholds_update",
+    "training_windows",
+    "transaction_label",
+    "transaction_score",
+]

@@ -1,0 +1,163 @@
+"""The model lifecycle and decision thresholds: training, activation, threshold changes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from audit.services import audit_record
+from fraud import features as fx
+from fraud.feature_store import load_history
+from fraud.models import (
+    DecisionThresholds,
+    ModelStatus,
+    ModelVersion,
+    Transaction,
+)
+from fraud.scoring import runtime, thresholds_row
+
+logger = logging.getLogger(__name__)
+
+def thresholds_update(*, review: float, decline: float, actor: User | None = None) -> DecisionThresholds:
+    """Change the decision thresholds (audited); every web process applies them within its
+    refresh interval, this one at once."""
+    if not (0.0 <= review < decline <= 1.0):
+        raise ValueError("thresholds must satisfy 0 <= review < decline <= 1")
+    with transaction.atomic():
+        row = DecisionThresholds.objects.select_for_update().get(pk=thresholds_row().pk)
+        before = {"review": row.review_threshold, "decline": row.decline_threshold}
+        row.review_threshold = review
+        row.decline_threshold = decline
+        row.updated_by = actor
+        row.save(update_fields=["review_threshold", "decline_threshold", "updated_by", "updated_at"])
+        audit_record(event_type="thresholds.changed", actor=actor, obj=row, before=before, after={"review": review, "decline": decline})
+        transaction.on_commit(runtime.invalidate)
+    return row
+
+
+def model_version_activate(*, version: ModelVersion, actor: User | None = None) -> ModelVersion:
+    """Make ``version`` the one active model; the previous one is retired. Activating a version
+    that was active before is a rollback, and audited as one. The partial unique index on active
+    status makes a concurrent second activation fail instead of leaving two active models."""
+    with transaction.atomic():
+        now = timezone.now()
+        current = list(ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).exclude(pk=version.pk))
+        for old in current:
+            old.status = ModelStatus.RETIRED
+            old.retired_at = now
+            old.save(update_fields=["status", "retired_at"])
+        rollback = version.activated_at is not None
+        version.status = ModelStatus.ACTIVE
+        version.activated_at = now
+        version.retired_at = None
+        version.save(update_fields=["status", "activated_at", "retired_at"])
+        audit_record(
+            event_type="model.rolled_back" if rollback else "model.activated",
+            actor=actor,
+            obj=version,
+            before={"active": [old.version for old in current]},
+            after={"active": version.version},
+        )
+        transaction.on_commit(runtime.invalidate)
+    logger.info("model %s activated", version.version)
+    return version
+
+
+@dataclass(frozen=True)
+class TrainingWindows:
+    train_start: datetime
+    train_end: datetime
+    validation_start: datetime
+    validation_end: datetime
+
+
+def training_windows(
+    *, first: datetime, as_of: datetime, validation_days: int, label_delay_days: int
+) -> TrainingWindows:
+    """Temporal split, never future into past. Validation ends ``label_delay`` before ``as_of``
+    (younger labels are not settled); training ends ``label_delay`` before validation starts, so
+    the labels it learns from were known when the validation period began. The first 7 days are
+    skipped: their history windows are still filling."""
+    delay = timedelta(days=label_delay_days)
+    validation_end = as_of - delay
+    validation_start = validation_end - timedelta(days=validation_days)
+    train_end = validation_start - delay
+    train_start = first + timedelta(days=7)
+    if train_end - train_start < timedelta(days=7):
+        raise ValueError(
+            f"not enough history to train: need at least {14 + 2 * label_delay_days + validation_days} days, "
+            f"have {(as_of - first).days}"
+        )
+    return TrainingWindows(train_start, train_end, validation_start, validation_end)
+
+
+def model_train(
+    *, validation_days: int = 14, seed: int = 0, activate: bool = False, as_of: datetime | None = None
+) -> ModelVersion:
+    """Train a model on all stored history, export it to ONNX, verify ONNX against
+    scikit-learn, and store it as a candidate (or the active) ``ModelVersion``."""
+    from fraud import training  # scikit-learn stays out of web processes
+
+    history = Transaction.objects.all()
+    if as_of is not None:
+        history = history.filter(timestamp__lt=as_of)
+    frame, _ids = load_history(history)
+    if len(frame) == 0:
+        raise ValueError("no transactions to train on: run `manage.py generate_transactions` or import history")
+    first = fx.from_epoch_us(int(frame.ts.min()))
+    as_of = as_of or fx.from_epoch_us(int(frame.ts.max()) + 1)
+    delay_days = settings.FRAUD_LABEL_DELAY_DAYS
+    w = training_windows(first=first, as_of=as_of, validation_days=validation_days, label_delay_days=delay_days)
+    x = fx.features_offline(frame, frame, label_delay_days=delay_days)
+
+    def window(start: datetime, end: datetime) -> np.ndarray:
+        return (frame.ts >= fx.to_epoch_us(start)) & (frame.ts < fx.to_epoch_us(end))
+
+    train_rows, val_rows = window(w.train_start, w.train_end), window(w.validation_start, w.validation_end)
+    # Labels as known at ``as_of``. The training window ends two label delays before it, so its
+    # labels have had time to arrive; features still only see labels known at each row's time.
+    known = frame.fraud_known_at <= fx.to_epoch_us(as_of)
+    y_train, y_val = known[train_rows].astype(np.int64), known[val_rows].astype(np.int64)
+    if y_train.sum() < 10 or y_val.sum() < 1:
+        raise ValueError(
+            f"too few fraud labels to train ({int(y_train.sum())} in training, {int(y_val.sum())} in validation)"
+        )
+
+    model = training.fit(x[train_rows], y_train, seed=seed)
+    neutral = training.neutral_values(x[train_rows])
+    exported = training.export(model, x[val_rows], list(fx.FEATURE_NAMES), neutral)
+    val_scores = model.predict_proba(x[val_rows])[:, 1]
+    metrics = {
+        "validation": training.binary_metrics(y_val, val_scores),
+        "train": training.binary_metrics(y_train, model.predict_proba(x[train_rows])[:, 1]),
+        "onnx_max_abs_diff": exported.onnx_max_abs_diff,
+        "label_delay_days": delay_days,
+        "seed": seed,
+    }
+    now = timezone.now()
+    version = ModelVersion.objects.create(
+        version=f"{training.VERSION_PREFIX}-{now:%Y%m%d-%H%M%S-%f}",
+        algorithm=training.ALGORITHM,
+        artifact=exported.artifact,
+        artifact_sha256=exported.sha256,
+        feature_set_version=fx.FEATURE_SET_VERSION,
+        feature_names=list(fx.FEATURE_NAMES),
+        neutral_values=exported.neutral_values,
+        train_start=w.train_start,
+        train_end=w.train_end,
+        validation_start=w.validation_start,
+        validation_end=w.validation_end,
+        metrics=metrics,
+    )
+    logger.info("trained model %s: %s", version.version, metrics["validation"])
+    if activate:
+        model_version_activate(version=version)
+    return version
+
