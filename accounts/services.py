@@ -23,3 +23,86 @@ def user_create(*, username: str, password: str, role: str, email: str = "") -> 
     user.full_clean()
     user.save()
     return user
+
+
+def user_state(user: User) -> dict[str, object]:
+    return {"username": user.username, "role": user.role, "is_active": user.is_active, "email": user.email}
+
+
+def user_save(*, user: User, actor: User, before: dict[str, object] | None) -> User:
+    """Save an admin's edit of a user (or a new user, ``before=None``) and audit what changed.
+    Admin role and Django-admin access go together: staff/superuser follow the role."""
+    from audit.services import audit_record, changes
+
+    user.is_staff = user.is_superuser = user.role == Role.ADMIN
+    with transaction.atomic():
+        user.save()
+        after = user_state(user)
+        if before is None:
+            audit_record(event_type="user.created", actor=actor, obj=user, after=after)
+        else:
+            old, new = changes(before, after)
+            if old or new:
+                audit_record(event_type="user.changed", actor=actor, obj=user, before=old, after=new)
+    return user
+
+
+def api_client_deactivate(*, client: User, actor: User) -> User:
+    """Stop an API client: it can no longer log in, and its outstanding refresh tokens are
+    blacklisted (access tokens die within their short lifetime; deactivated users are refused)."""
+    from audit.services import audit_record
+
+    with transaction.atomic():
+        client.is_active = False
+        client.save(update_fields=["is_active"])
+        revoked = _blacklist_refresh_tokens(client)
+        audit_record(
+            event_type="api_client.deactivated",
+            actor=actor,
+            obj=client,
+            before={"is_active": True},
+            after={"is_active": False, "tokens_revoked": revoked},
+        )
+    return client
+
+
+def api_client_rotate_credentials(*, client: User, actor: User) -> str:
+    """Give an API client a new random password (returned once, never stored in clear) and
+    revoke its refresh tokens, so the old credentials stop working at once."""
+    import secrets
+
+    from audit.services import audit_record
+
+    password = secrets.token_urlsafe(24)
+    with transaction.atomic():
+        client.set_password(password)
+        client.save(update_fields=["password"])
+        revoked = _blacklist_refresh_tokens(client)
+        audit_record(
+            event_type="api_client.credentials_rotated", actor=actor, obj=client, after={"tokens_revoked": revoked}
+        )
+    return password
+
+
+def _blacklist_refresh_tokens(user: User) -> int:
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
+    tokens = list(outstanding)
+    BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in tokens], ignore_conflicts=True)
+    return len(tokens)
+
+
+def auth_attempt_record(*, user: User | None, username: str, success: bool, channel: str) -> None:
+    """Audit a login (console or admin) or token request, successful or not. The attempted
+    username is kept; the password never is."""
+    from audit.services import audit_record
+
+    audit_record(
+        event_type=f"auth.{channel}" if success else f"auth.{channel}_failed",
+        actor=user,
+        actor_label=username[:150] or "(blank)",
+        object_type="accounts.user",
+        object_id=str(user.pk) if user else "",
+        success=success,
+    )

@@ -20,7 +20,9 @@ class AuditEvent(models.Model):
     seq = models.PositiveBigIntegerField(unique=True)
     occurred_at = models.DateTimeField()
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     actor_label = models.CharField(max_length=150)  # the username at the time, kept if the user is renamed
     event_type = models.CharField(max_length=64)
     object_type = models.CharField(max_length=64, blank=True, default="")

@@ -12,7 +12,11 @@ from audit.services import event_content, mac_key
 
 
 def audit_events_for_object(*, object_type: str, object_id: str) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(object_type=object_type, object_id=str(object_id)).select_related("actor").order_by("seq")
+    return (
+        AuditEvent.objects.filter(object_type=object_type, object_id=str(object_id))
+        .select_related("actor")
+        .order_by("seq")
+    )
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,21 @@ def audit_chain_verify() -> ChainReport:
     checked = 0
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=2000):
         if event.seq != expected_seq:
-            return ChainReport(False, checked, head.seq if head else 0, f"events {expected_seq}..{event.seq - 1} are missing", expected_seq)
+            return ChainReport(
+                False,
+                checked,
+                head.seq if head else 0,
+                f"events {expected_seq}..{event.seq - 1} are missing",
+                expected_seq,
+            )
         if event.prev_mac != prev:
-            return ChainReport(False, checked, head.seq if head else 0, f"event {event.seq} does not follow event {event.seq - 1}", event.seq)
+            return ChainReport(
+                False,
+                checked,
+                head.seq if head else 0,
+                f"event {event.seq} does not follow event {event.seq - 1}",
+                event.seq,
+            )
         if compute_mac(key, event_content(event), event.prev_mac) != event.mac:
             return ChainReport(False, checked, head.seq if head else 0, f"event {event.seq} was altered", event.seq)
         prev, expected_seq, checked = event.mac, expected_seq + 1, checked + 1
@@ -48,6 +64,10 @@ def audit_chain_verify() -> ChainReport:
     if head.seq != last or (head.mac or GENESIS) != prev:
         missing_from = last + 1
         return ChainReport(
-            False, checked, head.seq, f"events {missing_from}..{head.seq} are missing (the chain head says {head.seq})", missing_from
+            False,
+            checked,
+            head.seq,
+            f"events {missing_from}..{head.seq} are missing (the chain head says {head.seq})",
+            missing_from,
         )
     return ChainReport(True, checked, head.seq)

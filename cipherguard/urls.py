@@ -2,14 +2,16 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+from rest_framework_simplejwt.views import TokenRefreshView
 
+from accounts.apis import TokenObtainApi
 from cipherguard import views
 from fraud import apis
 
 api_v1 = [
-    path("auth/token/", TokenObtainPairView.as_view(), name="token-obtain"),
+    path("auth/token/", TokenObtainApi.as_view(), name="token-obtain"),
     path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("transactions/", apis.TransactionsApi.as_view(), name="transactions"),
     path("transactions/batch/", apis.TransactionBatchScoreApi.as_view(), name="transactions-batch"),
@@ -24,6 +26,8 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="console:queue", permanent=False)),
+    path("console/", include("fraud.console.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("healthz", views.healthz, name="healthz"),

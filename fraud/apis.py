@@ -252,5 +252,7 @@ class TransactionFeedbackApi(APIView):
         serializer = FeedbackInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         tx = transaction_get_for_client(client=request.user, transaction_id=transaction_id)
-        tx = transaction_label(transaction_obj=tx, label=serializer.validated_data["label"], source=LabelSource.CLIENT, actor=request.user)
+        tx = transaction_label(
+            transaction_obj=tx, label=serializer.validated_data["label"], source=LabelSource.CLIENT, actor=request.user
+        )
         return Response(transaction_data(tx))

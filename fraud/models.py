@@ -229,7 +229,9 @@ class Case(models.Model):
         ]
         indexes = [
             # "Take next": the best unassigned active case.
-            models.Index(fields=["status", "-priority", "opened_at"], name="case_queue", condition=Q(assignee__isnull=True)),
+            models.Index(
+                fields=["status", "-priority", "opened_at"], name="case_queue", condition=Q(assignee__isnull=True)
+            ),
             models.Index(fields=["assignee", "status"], name="case_assignee"),
             models.Index(fields=["status", "due_at"], name="case_due"),
             models.Index(fields=["-opened_at"], name="case_opened"),

@@ -17,6 +17,7 @@ from fraud.services.transactions import (
     ScoreOutcome,
     canonical_hash,
     history_generate,
+    history_replay,
     transaction_label,
     transaction_score,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "cases_bulk_assign",
     "cases_bulk_close",
     "history_generate",
+    "history_replay",
     "model_train",
     "model_version_activate",
     "thresholds_update",

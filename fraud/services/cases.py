@@ -112,7 +112,9 @@ def case_add_note(*, case: Case, author: User, body: str) -> CaseNote:
         raise CaseActionError("a note cannot be empty")
     with transaction.atomic():
         note = CaseNote.objects.create(case=case, author=author, body=body[:5000])
-        audit_record(event_type="case.note_added", actor=author, obj=case, after={"note_id": note.pk, "note": body[:500]})
+        audit_record(
+            event_type="case.note_added", actor=author, obj=case, after={"note_id": note.pk, "note": body[:500]}
+        )
     return note
 
 
@@ -128,7 +130,11 @@ def case_escalate(*, case: Case, actor: User, reason: str = "") -> Case:
         if reason.strip():
             CaseNote.objects.create(case=case, author=actor, body=reason.strip()[:5000])
         audit_record(
-            event_type="case.escalated", actor=actor, obj=case, before=before, after={**_state(case), "reason": reason.strip()[:500]}
+            event_type="case.escalated",
+            actor=actor,
+            obj=case,
+            before=before,
+            after={**_state(case), "reason": reason.strip()[:500]},
         )
     return case
 
@@ -150,7 +156,13 @@ def case_close(*, case: Case, actor: User, outcome: str, note: str = "") -> Case
         case.save(update_fields=["status", "outcome", "closed_at", "assignee"])
         if note.strip():
             CaseNote.objects.create(case=case, author=actor, body=note.strip()[:5000])
-        audit_record(event_type="case.closed", actor=actor, obj=case, before=before, after={**_state(case), "note": note.strip()[:500]})
+        audit_record(
+            event_type="case.closed",
+            actor=actor,
+            obj=case,
+            before=before,
+            after={**_state(case), "note": note.strip()[:500]},
+        )
         label = OUTCOME_LABEL.get(CaseOutcome(outcome))
         if label:
             transaction_label(transaction_obj=case.transaction, label=label, source=LabelSource.ANALYST, actor=actor)

@@ -25,6 +25,7 @@ from fraud.scoring import runtime, thresholds_row
 
 logger = logging.getLogger(__name__)
 
+
 def thresholds_update(*, review: float, decline: float, actor: User | None = None) -> DecisionThresholds:
     """Change the decision thresholds (audited); every web process applies them within its
     refresh interval, this one at once."""
@@ -37,7 +38,13 @@ def thresholds_update(*, review: float, decline: float, actor: User | None = Non
         row.decline_threshold = decline
         row.updated_by = actor
         row.save(update_fields=["review_threshold", "decline_threshold", "updated_by", "updated_at"])
-        audit_record(event_type="thresholds.changed", actor=actor, obj=row, before=before, after={"review": review, "decline": decline})
+        audit_record(
+            event_type="thresholds.changed",
+            actor=actor,
+            obj=row,
+            before=before,
+            after={"review": review, "decline": decline},
+        )
         transaction.on_commit(runtime.invalidate)
     return row
 
@@ -48,7 +55,9 @@ def model_version_activate(*, version: ModelVersion, actor: User | None = None) 
     status makes a concurrent second activation fail instead of leaving two active models."""
     with transaction.atomic():
         now = timezone.now()
-        current = list(ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).exclude(pk=version.pk))
+        current = list(
+            ModelVersion.objects.select_for_update().filter(status=ModelStatus.ACTIVE).exclude(pk=version.pk)
+        )
         for old in current:
             old.status = ModelStatus.RETIRED
             old.retired_at = now
@@ -160,4 +169,3 @@ def model_train(
     if activate:
         model_version_activate(version=version)
     return version
-

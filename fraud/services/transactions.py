@@ -19,6 +19,7 @@ from audit.services import audit_record
 from fraud import features as fx
 from fraud import reasons as reason_text
 from fraud.feature_store import PendingTransaction, features_online
+from fraud.generator import Generated, generate
 from fraud.models import (
     Label,
     LabelSource,
@@ -27,6 +28,7 @@ from fraud.models import (
 from fraud.scoring import runtime
 
 logger = logging.getLogger(__name__)
+
 
 class IdempotencyConflictError(Exception):
     """The client reused a transaction id with a different body."""
@@ -148,32 +150,33 @@ def transaction_label(*, transaction_obj: Transaction, label: str, source: str, 
     return transaction_obj
 
 
-def history_generate(*, owner: User, days: int, customers: int, merchants: int, seed: int, start: datetime) -> int:
-    """Write a synthetic labelled history for ``owner`` (see ``fraud.generator``). Returns the
-    number of transactions written; rows that already exist (same owner and id) are skipped, so
-    running the same command twice writes nothing new."""
-    from fraud.generator import generate
+def _generated_body(data: Generated, i: int) -> dict[str, Any]:
+    return {
+        "transaction_id": data.transaction_id[i],
+        "customer_id": data.customer_id[i],
+        "merchant_id": data.merchant_id[i],
+        "amount": Decimal(str(data.amount[i])),
+        "currency": data.currency[i],
+        "country": data.country[i],
+        "channel": data.channel[i],
+        "timestamp": fx.from_epoch_us(data.ts_us[i]),
+    }
 
+
+def history_generate(
+    *, owner: User, days: int, customers: int, merchants: int, seed: int, start: datetime, until: datetime | None = None
+) -> int:
+    """Write a synthetic labelled history for ``owner`` (see ``fraud.generator``), optionally
+    only the rows before ``until``. Returns how many rows are new; rows that already exist (same
+    owner and id) are skipped, so the same command twice writes nothing the second time."""
     data = generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
-    written = 0
+    limit = fx.to_epoch_us(until) if until else None
+    existing = Transaction.objects.owned_by(owner.pk).count()
     batch: list[Transaction] = []
-
-    def flush() -> int:
-        created = Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
-        batch.clear()
-        return len(created)
-
     for i in range(len(data)):
-        body = {
-            "transaction_id": data.transaction_id[i],
-            "customer_id": data.customer_id[i],
-            "merchant_id": data.merchant_id[i],
-            "amount": Decimal(str(data.amount[i])),
-            "currency": data.currency[i],
-            "country": data.country[i],
-            "channel": data.channel[i],
-            "timestamp": fx.from_epoch_us(data.ts_us[i]),
-        }
+        if limit is not None and data.ts_us[i] >= limit:
+            break  # rows are in time order
+        body = _generated_body(data, i)
         fraud = bool(data.scenario[i])
         batch.append(
             Transaction(
@@ -186,11 +189,27 @@ def history_generate(*, owner: User, days: int, customers: int, merchants: int, 
             )
         )
         if len(batch) >= 10_000:
-            written += flush()
-    written += flush()
+            Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
+            batch.clear()
+    Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
     if connection.vendor == "postgresql":
         # A bulk load leaves the planner with stale statistics (it then misjudges the feature
         # queries' index scans); refresh them now rather than waiting for autovacuum.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Transaction._meta.db_table}")
-    return written
+    return Transaction.objects.owned_by(owner.pk).count() - existing
+
+
+def history_replay(
+    *, owner: User, days: int, customers: int, merchants: int, seed: int, start: datetime, since: datetime
+) -> int:
+    """Score the generated rows from ``since`` on through the live scoring path, in time order,
+    as if they arrived now (labels withheld: they are for analysts to find). The demo uses it
+    so the console starts with real cases. Returns how many were newly scored."""
+    data = generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
+    first = fx.to_epoch_us(since)
+    scored = 0
+    for i in range(len(data)):
+        if data.ts_us[i] >= first and transaction_score(client=owner, data=_generated_body(data, i)).created:
+            scored += 1
+    return scored

@@ -13,7 +13,9 @@ class Command(BaseCommand):
     def handle(self, *args: object, **opts: object) -> None:
         report = audit_chain_verify()
         if report.ok:
-            self.stdout.write(self.style.SUCCESS(f"audit chain intact: {report.checked} events, head #{report.head_seq}"))
+            self.stdout.write(
+                self.style.SUCCESS(f"audit chain intact: {report.checked} events, head #{report.head_seq}")
+            )
             return
         where = f" (first bad event: #{report.first_bad_seq})" if report.first_bad_seq else ""
         self.stderr.write(f"audit chain BROKEN after {report.checked} good events: {report.problem}{where}")

@@ -13,8 +13,8 @@ from django.utils import timezone
 from accounts.models import Role, User
 from accounts.services import user_create
 from fraud.generator import default_start
-from fraud.models import ModelStatus, ModelVersion, Transaction
-from fraud.services import history_generate, model_train
+from fraud.models import Case, ModelStatus, ModelVersion, Transaction
+from fraud.services import history_generate, history_replay, model_train
 
 DEMO_USERS = (("demo-admin", Role.ADMIN), ("demo-analyst", Role.ANALYST), ("demo-client", Role.API_CLIENT))
 DEMO_HISTORY = {"days": 60, "customers": 1500, "merchants": 250, "seed": 42}
@@ -40,10 +40,13 @@ class Command(BaseCommand):
         os.chmod(credentials_file, 0o600)  # demo passwords: readable by this user only
 
         client = User.objects.get(username="demo-client")
+        # History up to yesterday is loaded in bulk (labelled); yesterday's traffic is then
+        # scored through the live path, so the console opens on real cases.
+        start = default_start(DEMO_HISTORY["days"], now=timezone.now())
+        replay_from = start + timedelta(days=DEMO_HISTORY["days"] - 1)
         if not Transaction.objects.filter(owner=client).exists():
-            start = default_start(DEMO_HISTORY["days"], now=timezone.now())
             self.stdout.write(f"generating {DEMO_HISTORY['days']} days of demo history (once; about a minute)…")
-            written = history_generate(owner=client, start=start, **DEMO_HISTORY)
+            written = history_generate(owner=client, start=start, until=replay_from, **DEMO_HISTORY)
             self.stdout.write(f"wrote {written} transactions")
         if not ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists():
             self.stdout.write("training the demo model (once)…")
@@ -52,6 +55,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"activated {version.version}: AUC ROC {v['auc_roc']:.3f}, Average Precision {v['average_precision']:.3f}"
             )
+        if not Case.objects.exists():
+            self.stdout.write("scoring yesterday's demo traffic through the API path (once)…")
+            scored = history_replay(owner=client, start=start, since=replay_from, **DEMO_HISTORY)
+            self.stdout.write(f"scored {scored} transactions, {Case.objects.count()} cases opened for analysts")
 
         self.stdout.write(self.style.SUCCESS("\nCipherGuard is ready. Demo users:"))
         for username, role in DEMO_USERS:

@@ -1,0 +1,255 @@
+"""The analysts' console: server-rendered, session login, CSRF on every form. Views parse
+input, call one service and render; permissions come from the selectors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.views import redirect_to_login
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from fraud.console import charts
+from fraud.console.forms import AssignForm, BulkForm, CloseForm, EscalateForm, NoteForm, QueueFilterForm
+from fraud.models import CaseStatus
+from fraud.selectors import (
+    QueueFilters,
+    case_get_for_user,
+    case_history,
+    case_queue,
+    console_analysts,
+    customer_timeline,
+    dashboard_stats,
+    merchant_activity,
+    user_can_use_console,
+)
+from fraud.services import (
+    case_add_note,
+    case_assign,
+    case_close,
+    case_escalate,
+    case_take_next,
+    cases_bulk_assign,
+    cases_bulk_close,
+)
+from fraud.services.cases import CaseActionError
+
+View = Callable[..., HttpResponse]
+
+
+def analyst_required(view: View) -> View:
+    """Signed-in analysts and admins only: anonymous users go to the login page, anyone else
+    (an API client's account) gets a 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), reverse("console:login"))
+        if not user_can_use_console(request.user):
+            return render(
+                request, "error.html", {"status": 403, "detail": "The console is for analysts and admins."}, status=403
+            )
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "console/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+@require_GET
+@analyst_required
+def queue(request: HttpRequest) -> HttpResponse:
+    form = QueueFilterForm(request.GET)
+    # Invalid filters are shown with their errors and the default queue below them.
+    filters = form.filters() if form.is_valid() else QueueFilters()
+    now = timezone.now()
+    cases = case_queue(user=request.user, filters=filters, now=now)
+    page = Paginator(cases, 25).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "console/queue.html",
+        {
+            "form": form,
+            "page": page,
+            "now": now,
+            "query": query.urlencode(),
+            "analysts": console_analysts(),
+            "bulk": BulkForm(),
+            "statuses": CaseStatus,
+        },
+    )
+
+
+@require_POST
+@analyst_required
+def take_next(request: HttpRequest) -> HttpResponse:
+    case = case_take_next(analyst=request.user)
+    if case is None:
+        messages.info(request, "No unassigned open cases left. Nice work.")
+        return redirect("console:queue")
+    messages.success(request, f"Case {case.pk} is yours.")
+    return redirect("console:case", case_id=case.pk)
+
+
+@require_GET
+@analyst_required
+def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
+    case = case_get_for_user(user=request.user, case_id=case_id)
+    tx = case.transaction
+    return render(
+        request,
+        "console/case.html",
+        {
+            "case": case,
+            "tx": tx,
+            "now": timezone.now(),
+            "timeline": customer_timeline(tx=tx),
+            "merchant": merchant_activity(tx=tx),
+            "history": case_history(case=case),
+            "notes": case.notes.select_related("author"),
+            "assign_form": AssignForm(initial={"assignee": case.assignee_id or request.user.pk}),
+            "note_form": NoteForm(),
+            "escalate_form": EscalateForm(),
+            "close_form": CloseForm(),
+        },
+    )
+
+
+def _act(
+    request: HttpRequest, case_id: int, form_class: type, action: Callable[..., Any], success: str
+) -> HttpResponse:
+    case = case_get_for_user(user=request.user, case_id=case_id)
+    form = form_class(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(errors)}")
+        return redirect("console:case", case_id=case.pk)
+    try:
+        action(case, form.cleaned_data)
+    except CaseActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, success)
+    return redirect("console:case", case_id=case.pk)
+
+
+@require_POST
+@analyst_required
+def case_assign_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    return _act(
+        request,
+        case_id,
+        AssignForm,
+        lambda c, d: case_assign(case=c, assignee=d["assignee"], actor=request.user),
+        "Assigned.",
+    )
+
+
+@require_POST
+@analyst_required
+def case_note_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    return _act(
+        request,
+        case_id,
+        NoteForm,
+        lambda c, d: case_add_note(case=c, author=request.user, body=d["body"]),
+        "Note added.",
+    )
+
+
+@require_POST
+@analyst_required
+def case_escalate_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    return _act(
+        request,
+        case_id,
+        EscalateForm,
+        lambda c, d: case_escalate(case=c, actor=request.user, reason=d["reason"]),
+        "Escalated.",
+    )
+
+
+@require_POST
+@analyst_required
+def case_close_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    return _act(
+        request,
+        case_id,
+        CloseForm,
+        lambda c, d: case_close(case=c, actor=request.user, outcome=d["outcome"], note=d["note"]),
+        "Closed. The outcome labels the transaction for retraining.",
+    )
+
+
+@require_POST
+@analyst_required
+def bulk(request: HttpRequest) -> HttpResponse:
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(errors))
+        return redirect("console:queue")
+    try:
+        if form.cleaned_data["action"] == "assign":
+            n = cases_bulk_assign(case_ids=form.case_ids, assignee=form.cleaned_data["assignee"], actor=request.user)
+            messages.success(request, f"Assigned {n} case(s) to {form.cleaned_data['assignee'].get_username()}.")
+        else:
+            n = cases_bulk_close(case_ids=form.case_ids, outcome=form.cleaned_data["outcome"], actor=request.user)
+            messages.success(request, f"Closed {n} case(s).")
+    except CaseActionError as exc:
+        messages.error(request, str(exc))
+    return redirect("console:queue")
+
+
+@require_GET
+@analyst_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    stats = dashboard_stats(now=timezone.now())
+    short_days = [d[5:] for d in stats["days"]]
+    decisions = stats["decisions"]
+    decision_labels = [k for k in ("approve", "review", "decline") if k in decisions]
+    rate = stats["confirmed_rate"]
+    return render(
+        request,
+        "console/dashboard.html",
+        {
+            "stats": stats,
+            "volume_chart": charts.bar_chart("Transactions per day", short_days, stats["volume"], label_every=5),
+            "decision_chart": charts.bar_chart(
+                "Decisions, last 30 days (log scale)",
+                decision_labels,
+                [decisions[k] for k in decision_labels],
+                log=True,
+            )
+            if decision_labels
+            else "",
+            "score_chart": charts.bar_chart(
+                "Score distribution, last 30 days (log scale)",
+                [f"{i / 10:.1f}" for i in range(10)],
+                stats["score_bins"],
+                log=True,
+            ),
+            # No chart of nothing: the template says no case was closed instead.
+            "rate_chart": charts.line_chart("Confirmed-fraud share of closed cases", short_days, rate)
+            if any(r is not None for r in rate)
+            else "",
+            "rows": list(zip(stats["days"], stats["volume"], rate, strict=True)),
+        },
+    )
