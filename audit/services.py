@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -70,9 +70,15 @@ def audit_record(
     moves in the same transaction, which is also the caller's."""
     with transaction.atomic():
         head = AuditChainHead.objects.select_for_update().filter(singleton=1).first()
-        if head is None:  # a new database: the unique singleton makes a racing creator fail loudly
-            head = AuditChainHead.objects.create(singleton=1, seq=0, mac="")
-            head = AuditChainHead.objects.select_for_update().get(pk=head.pk)
+        if head is None:
+            # Only on a database emptied after migrating: writers racing to create the head row
+            # meet the unique constraint, and the losers take the winner's row.
+            try:
+                with transaction.atomic():
+                    AuditChainHead.objects.create(singleton=1, seq=0, mac="")
+            except IntegrityError:
+                pass
+            head = AuditChainHead.objects.select_for_update().get(singleton=1)
         if obj is not None:
             object_type = object_type or obj._meta.label_lower
             object_id = object_id or str(obj.pk)

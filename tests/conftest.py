@@ -46,9 +46,34 @@ def postgres_tx(transactional_db: None) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _audit_append_only(request: pytest.FixtureRequest):
+    """The production append-only triggers, in every test that touches the database. Installed
+    per test (inside its transaction, or dropped again before a transactional test's flush)
+    because the flush between transactional tests would otherwise be refused."""
+    from audit.db import drop_triggers, install_triggers
+
+    names = set(request.fixturenames)
+    if "transactional_db" in names or "live_server" in names:
+        request.getfixturevalue("transactional_db")
+        install_triggers(connection)
+        yield
+        drop_triggers(connection)
+    elif "db" in names:
+        request.getfixturevalue("db")
+        install_triggers(connection)
+        yield
+    else:
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _fresh_runtime() -> None:
-    """Each test starts with no model and thresholds cached in this process."""
+    """Each test starts with no model and thresholds cached in this process, and an empty
+    cache (Redis in CI: a dedicated database, shared by every test)."""
+    from django.core.cache import cache
+
     runtime.invalidate()
+    cache.clear()
 
 
 # --- Data and model ------------------------------------------------------------------------------

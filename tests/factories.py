@@ -9,7 +9,7 @@ import factory
 
 from accounts.models import Role, User
 from fraud import features as fx
-from fraud.models import ModelVersion, Transaction
+from fraud.models import Case, ModelVersion, Transaction
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -56,3 +56,15 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     validation_start = datetime(2026, 2, 8, tzinfo=UTC)
     validation_end = datetime(2026, 2, 22, tzinfo=UTC)
     metrics = factory.LazyFunction(dict)
+
+
+class CaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Case
+
+    transaction = factory.SubFactory(TransactionFactory, fraud_score=0.8, decision="review")
+    priority = factory.LazyAttribute(lambda o: o.transaction.fraud_score * 2)
+    score = factory.LazyAttribute(lambda o: o.transaction.fraud_score)
+    amount = factory.LazyAttribute(lambda o: o.transaction.amount)
+    opened_at = factory.LazyFunction(lambda: datetime.now(UTC))
+    due_at = factory.LazyFunction(lambda: datetime.now(UTC) + timedelta(hours=24))

@@ -65,7 +65,8 @@ def _require_analyst(user: User) -> None:
 
 
 def _locked(case: Case) -> Case:
-    return Case.objects.select_for_update().select_related("assignee", "transaction").get(pk=case.pk)
+    # of=("self",): lock the case row only (the assignee join is nullable, which FOR UPDATE refuses).
+    return Case.objects.select_for_update(of=("self",)).select_related("assignee", "transaction").get(pk=case.pk)
 
 
 def case_assign(*, case: Case, assignee: User, actor: User) -> Case:

@@ -1,0 +1,73 @@
+"""Who may reach what in the console and the admin: role × URL × method, against one table."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from tests.factories import PASSWORD, CaseFactory
+
+# Expected status per role. "login" = redirect to a login page; "ok-redirect" = the action ran
+# and redirected back to the console.
+EXPECTED = {
+    # (method, url):                              anonymous   api_client  analyst        admin
+    ("GET", "/console/"): ("login", 403, 200, 200),
+    ("GET", "/console/dashboard/"): ("login", 403, 200, 200),
+    ("GET", "/console/cases/{case}/"): ("login", 403, 200, 200),
+    ("POST", "/console/take-next/"): ("login", 403, "ok-redirect", "ok-redirect"),
+    ("POST", "/console/bulk/"): ("login", 403, "ok-redirect", "ok-redirect"),
+    ("POST", "/console/cases/{case}/assign/"): ("login", 403, "ok-redirect", "ok-redirect"),
+    ("POST", "/console/cases/{case}/note/"): ("login", 403, "ok-redirect", "ok-redirect"),
+    ("POST", "/console/cases/{case}/escalate/"): ("login", 403, "ok-redirect", "ok-redirect"),
+    ("POST", "/console/cases/{case}/close/"): ("login", 403, "ok-redirect", "ok-redirect"),
+    ("GET", "/console/take-next/"): (405, 405, 405, 405),
+    ("POST", "/console/"): (405, 405, 405, 405),
+    ("GET", "/admin/"): ("login", "login", "login", 200),
+    ("GET", "/admin/audit/auditevent/"): ("login", "login", "login", 200),
+    ("GET", "/admin/fraud/decisionthresholds/"): ("login", "login", "login", 200),
+    ("GET", "/admin/accounts/user/"): ("login", "login", "login", 200),
+}
+ROLES = ["anonymous", "api_client", "analyst", "admin"]
+CASES = [
+    (method, url, role, expected[i]) for (method, url), expected in EXPECTED.items() for i, role in enumerate(ROLES)
+]
+
+
+@pytest.mark.parametrize(("method", "url", "role", "expected"), CASES, ids=[f"{m} {u} as {r}" for m, u, r, _ in CASES])
+def test_role_access(db, method, url, role, expected, alice, carol, dave):
+    case = CaseFactory()
+    client = Client()
+    user = {"api_client": alice, "analyst": carol, "admin": dave}.get(role)
+    if user:
+        client.login(username=user.username, password=PASSWORD)
+    data = {
+        "assignee": str(carol.pk),
+        "body": "a note",
+        "outcome": "legitimate",
+        "action": "assign",
+        "cases": [str(case.pk)],
+    }
+    response = client.get(url.format(case=case.pk)) if method == "GET" else client.post(url.format(case=case.pk), data)
+
+    if expected == "login":
+        assert response.status_code == 302 and "login" in response["Location"]
+    elif expected == "ok-redirect":
+        assert response.status_code == 302 and response["Location"].startswith("/console/")
+    else:
+        assert response.status_code == expected
+
+
+def test_console_forms_need_a_csrf_token(db, carol):
+    case = CaseFactory()
+    client = Client(enforce_csrf_checks=True)
+    client.login(username=carol.username, password=PASSWORD)
+    assert client.post(f"/console/cases/{case.pk}/close/", {"outcome": "legitimate"}).status_code == 403
+    case.refresh_from_db()
+    assert case.status == "open"
+
+
+def test_an_unknown_case_is_404(db, carol):
+    client = Client()
+    client.login(username=carol.username, password=PASSWORD)
+    assert client.get("/console/cases/999999/").status_code == 404
+    assert client.post("/console/cases/999999/close/", {"outcome": "legitimate"}).status_code == 404
