@@ -24,7 +24,14 @@ class AuditEventAdmin(admin.ModelAdmin):
         "success",
         "origin_ip",
     )
-    list_filter = ("event_type", "actor_type", "success", "object_type", ("occurred_at", admin.DateFieldListFilter))
+    list_filter = (
+        "event_type",
+        "actor_type",
+        ("actor", admin.RelatedOnlyFieldListFilter),
+        "success",
+        "object_type",
+        ("occurred_at", admin.DateFieldListFilter),
+    )
     search_fields = ("actor_label", "object_id", "request_id", "event_type")
     date_hierarchy = "occurred_at"
     show_full_result_count = False

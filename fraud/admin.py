@@ -55,7 +55,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         value = obj.metrics.get("validation", {}).get("average_precision")
         return f"{value:.4f}" if value is not None else "—"
 
-    @admin.action(description="Activate the selected model (retires the current one)")
+    @admin.action(description="Activate, or roll back to, the selected model (retires the current one)")
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         if queryset.count() != 1:
             self.message_user(request, "Select exactly one model to activate.", messages.ERROR)

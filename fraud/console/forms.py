@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.models import User
 from fraud.models import CaseOutcome, CaseStatus
@@ -100,3 +101,16 @@ class BulkForm(forms.Form):
         if data.get("action") == "close" and not data.get("outcome"):
             self.add_error("outcome", "Choose an outcome.")
         return data
+
+
+class ConsoleLoginForm(AuthenticationForm):
+    """Django's login form, closed to API-client accounts: they are machines and use tokens."""
+
+    def confirm_login_allowed(self, user: User) -> None:
+        super().confirm_login_allowed(user)
+        from accounts.services import auth_attempt_record
+        from fraud.selectors import user_can_use_console
+
+        if not user_can_use_console(user):
+            auth_attempt_record(user=user, username=user.get_username(), success=False, channel="login")
+            raise forms.ValidationError("This account cannot use the console.", code="no_console")

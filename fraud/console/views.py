@@ -18,7 +18,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from fraud.console import charts
-from fraud.console.forms import AssignForm, BulkForm, CloseForm, EscalateForm, NoteForm, QueueFilterForm
+from fraud.console.forms import (
+    AssignForm,
+    BulkForm,
+    CloseForm,
+    ConsoleLoginForm,
+    EscalateForm,
+    NoteForm,
+    QueueFilterForm,
+)
 from fraud.models import CaseStatus
 from fraud.selectors import (
     QueueFilters,
@@ -64,6 +72,7 @@ def analyst_required(view: View) -> View:
 
 class LoginView(auth_views.LoginView):
     template_name = "console/login.html"
+    authentication_form = ConsoleLoginForm
     redirect_authenticated_user = True
 
 

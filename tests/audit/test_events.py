@@ -28,6 +28,13 @@ def test_console_logins_and_failures_are_recorded_without_the_password(client, c
     assert "wrong-password-123" not in dumped and PASSWORD not in dumped
 
 
+def test_api_clients_cannot_sign_in_to_the_console(client, alice):
+    response = client.post("/console/login/", {"username": alice.username, "password": PASSWORD})
+    assert response.status_code == 200 and "This account cannot use the console." in response.content.decode()
+    assert "_auth_user_id" not in client.session
+    assert [e.success for e in events("auth.login_failed")] == [False]
+
+
 def test_token_requests_are_recorded(alice):
     api = APIClient()
     api.post("/api/v1/auth/token/", {"username": alice.username, "password": "nope-nope-nope"}, format="json")
