@@ -16,7 +16,7 @@ from cipherguard.api import IsApiClient, Pagination, problem, problem_response
 from fraud.models import Channel, Decision, Label, LabelSource, Transaction
 from fraud.scoring import NoActiveModelError
 from fraud.selectors import transaction_get_for_client, transaction_list_for_client
-from fraud.services import IdempotencyConflictError, transaction_label, transaction_score
+from fraud.services import IdempotencyConflictError, transaction_label, transaction_score, transactions_score_many
 from fraud.validation import (
     AmountField,
     AwareTimestampField,
@@ -202,25 +202,32 @@ class TransactionBatchScoreApi(APIView):
     def post(self, request: Request) -> Response:
         outer = BatchInputSerializer(data=request.data)
         outer.is_valid(raise_exception=True)
-        results: list[dict[str, Any]] = []
+        results: list[dict[str, Any] | None] = []
+        valid: list[tuple[int, dict[str, Any]]] = []
         for index, item in enumerate(outer.validated_data["transactions"]):
             serializer = TransactionInputSerializer(data=item)
-            if not serializer.is_valid():
+            if serializer.is_valid():
+                valid.append((index, serializer.validated_data))
+                results.append(None)
+            else:
                 errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
                 results.append(
                     {"index": index, **problem(400, "The item has invalid fields.", errors=errors, code="invalid")}
                 )
-                continue
-            try:
-                outcome = transaction_score(client=request.user, data=serializer.validated_data)
-            except NoActiveModelError:
-                return no_model_response()
-            except IdempotencyConflictError as exc:
-                results.append({"index": index, **conflict_body(exc)})
-                continue
-            code = status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK
-            results.append({"index": index, "status": code, **score_data(outcome.transaction, outcome.model_version)})
-        failed = sum(1 for r in results if r["status"] >= 400)
+        try:
+            outcomes = transactions_score_many(client=request.user, items=[data for _, data in valid]) if valid else []
+        except NoActiveModelError:
+            return no_model_response()
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            if outcome.status == status.HTTP_409_CONFLICT:
+                results[index] = {"index": index, **problem(409, outcome.detail, code="idempotency_conflict")}
+            else:
+                results[index] = {
+                    "index": index,
+                    "status": outcome.status,
+                    **score_data(outcome.transaction, outcome.model_version),
+                }
+        failed = sum(1 for r in results if r and r["status"] >= 400)
         return Response({"results": results, "scored": len(results) - failed, "failed": failed})
 
 

@@ -199,6 +199,10 @@ class Frame:
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
+    @classmethod
+    def concat(cls, *frames: Frame) -> Frame:
+        return cls(**{name: np.concatenate([getattr(f, name) for f in frames]) for name in cls.__dataclass_fields__})
+
 
 NOT_FRAUD = np.iinfo(np.int64).max
 

@@ -20,6 +20,7 @@ from fraud.services.transactions import (
     history_replay,
     transaction_label,
     transaction_score,
+    transactions_score_many,
 )
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "training_windows",
     "transaction_label",
     "transaction_score",
+    "transactions_score_many",
 ]

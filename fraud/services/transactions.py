@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -18,14 +19,14 @@ from accounts.models import User
 from audit.services import audit_record
 from fraud import features as fx
 from fraud import reasons as reason_text
-from fraud.feature_store import PendingTransaction, features_online
+from fraud.feature_store import PendingTransaction, features_for_new, features_online
 from fraud.generator import Generated, generate
 from fraud.models import (
     Label,
     LabelSource,
     Transaction,
 )
-from fraud.scoring import runtime
+from fraud.scoring import ActiveModel, Thresholds, runtime
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +62,8 @@ def canonical_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
-    """Score one validated transaction for ``client`` and store it with its result.
-
-    Idempotent: a repeat of the same ``transaction_id`` with the same body returns the stored
-    result (``created=False``); with a different body it raises ``IdempotencyConflictError``.
-    The unique constraint on (owner, transaction_id) is the gate, so concurrent retries insert
-    exactly one row: the losers hit the constraint and read the winner's row."""
-    model, thresholds = runtime.current()
-    request_hash = canonical_hash(data)
-    pending = PendingTransaction(
+def _pending(client: User, data: dict[str, Any]) -> PendingTransaction:
+    return PendingTransaction(
         owner_id=client.pk,
         customer_id=data["customer_id"],
         merchant_id=data["merchant_id"],
@@ -79,17 +72,30 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
         timestamp=data["timestamp"],
         amount=float(data["amount"]),
     )
-    row = features_online(pending, label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
-    scores, deltas = model.scorer.score_with_reasons(row)
-    score = round(min(1.0, max(0.0, float(scores[0]))), 6)  # stored exactly as returned
-    contributions = model.scorer.top_contributions(deltas[0], settings.FRAUD_REASONS_TOP_K)
+
+
+def _scored(
+    *,
+    client: User,
+    data: dict[str, Any],
+    features: np.ndarray,
+    score: float,
+    deltas: np.ndarray,
+    model: ActiveModel,
+    thresholds: Thresholds,
+    scored_at: datetime,
+) -> Transaction:
+    """An unsaved Transaction carrying its score, decision and reasons."""
+    score = round(min(1.0, max(0.0, float(score))), 6)  # stored exactly as returned
+    contributions = model.scorer.top_contributions(deltas, settings.FRAUD_REASONS_TOP_K)
+    channel = data.get("channel") or ""
     context = {
         "amount": str(data["amount"]),
         "currency": data["currency"],
         "country": data["country"],
-        "channel": pending.channel,
+        "channel": channel,
     }
-    tx = Transaction(
+    return Transaction(
         owner=client,
         transaction_id=data["transaction_id"],
         customer_id=data["customer_id"],
@@ -97,34 +103,144 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
         amount=data["amount"],
         currency=data["currency"],
         country=data["country"],
-        channel=pending.channel,
+        channel=channel,
         timestamp=data["timestamp"],
-        request_hash=request_hash,
+        request_hash=canonical_hash(data),
         fraud_score=score,
         decision=thresholds.decide(score),
-        reasons=reason_text.describe(contributions, row[0], context),
+        reasons=reason_text.describe(contributions, features, context),
         model_version_id=model.id,
+        scored_at=scored_at,
+    )
+
+
+def _replay_or_conflict(client: User, data: dict[str, Any]) -> ScoreOutcome:
+    existing = (
+        Transaction.objects.select_related("model_version")
+        .filter(owner=client, transaction_id=data["transaction_id"])
+        .first()
+    )
+    if existing is None:
+        raise LookupError(data["transaction_id"])
+    if existing.request_hash != canonical_hash(data):
+        raise IdempotencyConflictError(existing)
+    return ScoreOutcome(existing, existing.model_version.version if existing.model_version else "", created=False)
+
+
+def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
+    """Score one validated transaction for ``client`` and store it with its result.
+
+    Idempotent: a repeat of the same ``transaction_id`` with the same body returns the stored
+    result (``created=False``); with a different body it raises ``IdempotencyConflictError``.
+    The unique constraint on (owner, transaction_id) is the gate, so concurrent retries insert
+    exactly one row: the losers hit the constraint and read the winner's row."""
+    from fraud.services.cases import case_open_for  # cases depend on this module
+
+    model, thresholds = runtime.current()
+    row = features_online(_pending(client, data), label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
+    scores, deltas = model.scorer.score_with_reasons(row)
+    tx = _scored(
+        client=client,
+        data=data,
+        features=row[0],
+        score=scores[0],
+        deltas=deltas[0],
+        model=model,
+        thresholds=thresholds,
         scored_at=timezone.now(),
     )
     try:
         with transaction.atomic():
             tx.save(force_insert=True)
-            # Imported here: cases depend on this module (closing a case labels its transaction).
-            from fraud.services.cases import case_open_for
-
             case_open_for(tx=tx)
     except IntegrityError:
-        existing = (
-            Transaction.objects.select_related("model_version")
-            .filter(owner=client, transaction_id=tx.transaction_id)
-            .first()
-        )
-        if existing is None:
-            raise
-        if existing.request_hash != request_hash:
-            raise IdempotencyConflictError(existing) from None
-        return ScoreOutcome(existing, existing.model_version.version if existing.model_version else "", created=False)
+        try:
+            return _replay_or_conflict(client, data)
+        except LookupError:
+            raise IntegrityError(f"transaction {tx.transaction_id!r} could not be stored") from None
     return ScoreOutcome(tx, model.version, created=True)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """One item of a many-at-once scoring: 201 scored, 200 replayed, 409 conflicting id."""
+
+    status: int
+    transaction: Transaction
+    model_version: str
+    detail: str = ""
+
+
+def transactions_score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcome]:
+    """Score many validated transactions of one client in one pass, with the same results and
+    idempotency as ``transaction_score``: one history query, one vectorised feature computation,
+    one ONNX call, one bulk insert (and the cases, in the same transaction).
+
+    Items whose id is already stored (or repeated earlier in ``items``) are replays or conflicts
+    and are not scored again. If a concurrent request stores one of the ids first, the bulk
+    insert fails as a whole and the items fall back to the one-by-one path, which sorts it out."""
+    from fraud.services.cases import case_open_for
+
+    model, thresholds = runtime.current()
+    ids = [d["transaction_id"] for d in items]
+    stored = {
+        t.transaction_id: t
+        for t in Transaction.objects.select_related("model_version").filter(owner=client, transaction_id__in=set(ids))
+    }
+    first: dict[str, int] = {}
+    fresh = []
+    for i, tid in enumerate(ids):
+        if tid not in stored and tid not in first:
+            first[tid] = i
+            fresh.append(i)
+    features = features_for_new(
+        client.pk, [_pending(client, items[i]) for i in fresh], label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS
+    )
+    scores, deltas = model.scorer.score_with_reasons(features) if fresh else (np.zeros(0), np.zeros((0, 0)))
+    now = timezone.now()
+    new = {
+        ids[i]: _scored(
+            client=client,
+            data=items[i],
+            features=features[k],
+            score=scores[k],
+            deltas=deltas[k],
+            model=model,
+            thresholds=thresholds,
+            scored_at=now,
+        )
+        for k, i in enumerate(fresh)
+    }
+    try:
+        with transaction.atomic():
+            Transaction.objects.bulk_create(new.values(), batch_size=1000)
+            for tx in new.values():
+                case_open_for(tx=tx)
+    except IntegrityError:
+        return [_one_by_one(client, d) for d in items]
+
+    outcomes = []
+    for i, data in enumerate(items):
+        tid = data["transaction_id"]
+        if first.get(tid) == i:
+            outcomes.append(ItemOutcome(201, new[tid], model.version))
+            continue
+        original = stored.get(tid) or new[tid]
+        version = original.model_version.version if tid in stored and original.model_version else model.version
+        if original.request_hash == canonical_hash(data):
+            outcomes.append(ItemOutcome(200, original, version))
+        else:
+            message = f"transaction_id {tid!r} was already scored with a different body"
+            outcomes.append(ItemOutcome(409, original, version, message))
+    return outcomes
+
+
+def _one_by_one(client: User, data: dict[str, Any]) -> ItemOutcome:
+    try:
+        outcome = transaction_score(client=client, data=data)
+    except IdempotencyConflictError as exc:
+        return ItemOutcome(409, exc.existing, "", str(exc))
+    return ItemOutcome(201 if outcome.created else 200, outcome.transaction, outcome.model_version)
 
 
 def transaction_label(*, transaction_obj: Transaction, label: str, source: str, actor: User | None) -> Transaction:

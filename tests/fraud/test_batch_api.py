@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fraud import features as fx
 from fraud.models import Transaction
 from tests.fraud.test_scoring_api import URL, body
@@ -57,3 +59,50 @@ def test_items_of_one_customer_in_a_batch_see_the_earlier_ones(alice_api, alice,
     last = Transaction.objects.get(owner=alice, transaction_id="burst-4")
     row = online_features(last)
     assert row[0, fx.FEATURE_INDEX["c_n_1h"]] == 4
+
+
+def test_batch_scoring_gives_the_same_scores_as_one_by_one_scoring(alice_api, bob_api, alice, bob, active_model):
+    from datetime import UTC, datetime, timedelta
+
+    from fraud.services import history_generate
+
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    for owner in (alice, bob):  # identical histories for two clients
+        history_generate(owner=owner, days=45, customers=300, merchants=40, seed=7, start=start)
+    at = start + timedelta(days=45, hours=1)
+    items = [
+        body(
+            transaction_id=f"cmp-{i}",
+            customer_id=f"C{i % 7:06d}",
+            merchant_id=f"M{i % 5:05d}",
+            amount=f"{10 + 37 * i}.00",
+            country="FR" if i % 3 else "NG",
+            channel="online" if i % 2 else "pos",
+            timestamp=(at + timedelta(minutes=i)).isoformat(),
+        )
+        for i in range(25)
+    ]
+    batch = alice_api.post(BATCH, {"transactions": items}, format="json").json()["results"]
+    single = [bob_api.post(URL, item, format="json").json() for item in items]  # in time order
+
+    for b, s in zip(batch, single, strict=True):
+        assert b["status"] == 201
+        assert b["fraud_score"] == pytest.approx(s["fraud_score"], abs=2e-6)
+        assert b["decision"] == s["decision"] or abs(b["fraud_score"] - 0.5) < 1e-5
+        assert [r["code"] for r in b["reasons"]] == [r["code"] for r in s["reasons"]]
+    assert len({r["fraud_score"] for r in batch}) > 5  # varied inputs, varied scores
+
+
+def test_a_batch_costs_a_fixed_number_of_queries_whatever_its_size(alice_api, active_model, django_assert_num_queries):
+    alice_api.post(BATCH, {"transactions": [body(transaction_id="warm")]}, format="json")
+    import math
+
+    from django.db import connection
+
+    items = [body(transaction_id=f"n-{i}", customer_id=f"C{i}") for i in range(200)]
+    fields = [f for f in Transaction._meta.concrete_fields if not f.primary_key]
+    inserts = math.ceil(200 / min(1000, connection.ops.bulk_batch_size(fields, items)))  # SQLite caps parameters
+    # user, existing ids, history, savepoint + bulk insert statements + release
+    with django_assert_num_queries(5 + inserts):
+        response = alice_api.post(BATCH, {"transactions": items}, format="json")
+    assert response.json()["scored"] == 200
