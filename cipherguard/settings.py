@@ -204,6 +204,44 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 3300, minimum=10)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 3600, minimum=10)
 CELERY_TASK_ALWAYS_EAGER = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "cipherguard"
+# Periodic work, all of it, in one place (times are UTC).
+RETRAIN_SCHEDULE = env_str("RETRAIN_SCHEDULE", "weekly")  # weekly | daily | off
+_RETRAIN_CRON = {"weekly": {"day_of_week": "mon", "hour": 3, "minute": 0}, "daily": {"hour": 3, "minute": 0}}
+if RETRAIN_SCHEDULE not in {*_RETRAIN_CRON, "off"}:
+    raise ImproperlyConfigured(f"RETRAIN_SCHEDULE must be weekly, daily or off, got {RETRAIN_SCHEDULE!r}")
+
+
+def _beat_schedule() -> dict[str, dict[str, object]]:
+    from celery.schedules import crontab
+
+    schedule: dict[str, dict[str, object]] = {
+        # Every minute: re-queue batch jobs whose worker died (no progress for BATCH_STALL_SECONDS).
+        "resume-stalled-batch-jobs": {"task": "fraud.tasks.batch_jobs_resume_stalled", "schedule": 60.0},
+        # Every day at 01:10: yesterday's score and feature drift against the training data.
+        "daily-drift-report": {"task": "fraud.tasks.drift_report_daily", "schedule": crontab(hour=1, minute=10)},
+    }
+    if RETRAIN_SCHEDULE != "off":
+        # Every Monday at 03:00 by default: train a candidate and compare it with the live model.
+        schedule["retrain"] = {
+            "task": "fraud.tasks.model_retrain",
+            "schedule": crontab(**_RETRAIN_CRON[RETRAIN_SCHEDULE]),
+        }
+    return schedule
+
+
+CELERY_BEAT_SCHEDULE = _beat_schedule()
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Batch jobs ----------------------------------------------------------------------------------
+BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 2000, minimum=10, maximum=50_000)
+BATCH_MAX_UPLOAD_BYTES = env_int("BATCH_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
+BATCH_MAX_JSON_ITEMS = env_int("BATCH_MAX_JSON_ITEMS", 10_000, minimum=1)
+# A running job whose last chunk finished longer ago than this is taken to have lost its worker.
+BATCH_STALL_SECONDS = env_int("BATCH_STALL_SECONDS", 300, minimum=1)
+MODEL_AUTO_PROMOTE_MARGIN = env_float("MODEL_AUTO_PROMOTE_MARGIN", -1.0)  # < 0: never promote automatically
 
 # --- Auth --------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

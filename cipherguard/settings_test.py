@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cipherguard.env import env_str
 from cipherguard.settings import *  # noqa: F403
 
 ENVIRONMENT = "test"
@@ -17,3 +18,7 @@ STORAGES = {
 # pytest-django empties every table between transactional tests, which append-only triggers
 # refuse; tests install the production triggers per test instead (tests/conftest.py).
 AUDIT_TRIGGERS = False
+# Tasks enqueued by tests go to an in-memory broker unless CI points them at Redis for the tests
+# that start a real worker (tests/fraud/test_worker.py).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {} if CELERY_BROKER_URL.startswith("memory") else {"visibility_timeout": 60}

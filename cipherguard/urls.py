@@ -8,7 +8,7 @@ from rest_framework_simplejwt.views import TokenRefreshView
 
 from accounts.apis import TokenObtainApi
 from cipherguard import views
-from fraud import apis
+from fraud import apis, batch_apis
 
 api_v1 = [
     path("auth/token/", TokenObtainApi.as_view(), name="token-obtain"),
@@ -21,6 +21,10 @@ api_v1 = [
         apis.TransactionFeedbackApi.as_view(),
         name="transaction-feedback",
     ),
+    path("batches/", batch_apis.BatchCreateApi.as_view(), name="batches"),
+    path("batches/<int:job_id>/", batch_apis.BatchDetailApi.as_view(), name="batch-detail"),
+    path("batches/<int:job_id>/cancel/", batch_apis.BatchCancelApi.as_view(), name="batch-cancel"),
+    path("batches/<int:job_id>/results/", batch_apis.BatchResultsApi.as_view(), name="batch-results"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -13,17 +13,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cipherguard.api import IsApiClient, Pagination, problem, problem_response
-from fraud.models import Channel, Decision, Label, LabelSource, Transaction
+from fraud.models import Decision, Label, LabelSource, Transaction
 from fraud.scoring import NoActiveModelError
 from fraud.selectors import transaction_get_for_client, transaction_list_for_client
 from fraud.services import IdempotencyConflictError, transaction_label, transaction_score, transactions_score_many
 from fraud.validation import (
-    AmountField,
     AwareTimestampField,
-    CountryField,
-    CurrencyField,
     IdentifierField,
     StrictSerializer,
+    TransactionInputSerializer,
     currency_decimals,
 )
 
@@ -39,26 +37,6 @@ class ProblemSerializer(serializers.Serializer):
 
 def problems(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: OpenApiResponse(ProblemSerializer, description=f"{code} problem+json") for code in codes}
-
-
-class TransactionInputSerializer(StrictSerializer):
-    transaction_id = IdentifierField()
-    customer_id = IdentifierField()
-    merchant_id = IdentifierField()
-    amount = AmountField()
-    currency = CurrencyField()
-    country = CountryField()
-    timestamp = AwareTimestampField()
-    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        places = currency_decimals(attrs["currency"])
-        exponent = attrs["amount"].normalize().as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > places:
-            raise serializers.ValidationError(
-                {"amount": [f"{attrs['currency']} allows at most {places} decimal places."]}
-            )
-        return attrs
 
 
 class ReasonSerializer(serializers.Serializer):

@@ -252,3 +252,87 @@ class CaseNote(models.Model):
 
     def __str__(self) -> str:
         return f"Note {self.pk} on case {self.case_id}"
+
+
+class BatchStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class BatchJob(models.Model):
+    """A file or list of transactions scored in the background, chunk by chunk.
+
+    Progress is ``chunks_done``: a chunk's items, its counts and this number move in one
+    database transaction, so a worker killed mid-chunk leaves nothing half-written and the next
+    worker resumes at the first unfinished chunk."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="batch_jobs")
+    source = models.CharField(max_length=8)  # "csv" or "json"
+    filename = models.CharField(max_length=255, blank=True, default="")
+    status = models.CharField(max_length=16, choices=BatchStatus.choices, default=BatchStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    scored = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    chunk_count = models.PositiveIntegerField(default=0)
+    chunks_done = models.PositiveIntegerField(default=0)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=BatchStatus.values), name="batchjob_status_valid"),
+            models.CheckConstraint(
+                condition=Q(chunks_done__lte=models.F("chunk_count")), name="batchjob_progress_bounded"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="batch_owner"),
+            models.Index(fields=["status", "heartbeat_at"], name="batch_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Batch {self.pk} ({self.status}, {self.chunks_done}/{self.chunk_count} chunks)"
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if self.chunk_count == 0 else self.chunks_done / self.chunk_count
+
+
+class BatchChunk(models.Model):
+    """The raw rows of one chunk, as uploaded; emptied once the chunk is processed."""
+
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    first_row = models.PositiveIntegerField()  # 1-based row number of rows[0] (the CSV header is row 0)
+    rows = models.JSONField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="batchchunk_unique")]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.index} of batch {self.job_id}"
+
+
+class BatchItem(models.Model):
+    """The outcome of one input row: scored (201), replayed (200), invalid (400) or a
+    conflicting id (409). Unique per row, so a re-run chunk cannot write a row twice."""
+
+    job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="items")
+    row = models.PositiveIntegerField()
+    status = models.PositiveSmallIntegerField()
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    errors = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "row"], name="batchitem_unique_row")]
+
+    def __str__(self) -> str:
+        return f"Row {self.row} of batch {self.job_id}: {self.status}"

@@ -21,6 +21,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from fraud.models import Channel
+
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
 AMOUNT_RE = re.compile(r"-?[0-9]{1,14}(\.[0-9]{1,8})?")  # a sign only to say "must be > 0" clearly
 TIMESTAMP_RE = re.compile(r"[0-9T:.+\-Z ]{10,40}")
@@ -149,3 +151,25 @@ class AwareTimestampField(serializers.Field):
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
+
+
+class TransactionInputSerializer(StrictSerializer):
+    """One transaction to score, from the API, a batch job or an import."""
+
+    transaction_id = IdentifierField()
+    customer_id = IdentifierField()
+    merchant_id = IdentifierField()
+    amount = AmountField()
+    currency = CurrencyField()
+    country = CountryField()
+    timestamp = AwareTimestampField()
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        places = currency_decimals(attrs["currency"])
+        exponent = attrs["amount"].normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > places:
+            raise serializers.ValidationError(
+                {"amount": [f"{attrs['currency']} allows at most {places} decimal places."]}
+            )
+        return attrs

@@ -1,6 +1,15 @@
 """State changes of the fraud domain. Views, admin actions, commands and tasks call these;
 nothing else writes."""
 
+from fraud.services.batches import (
+    BatchInputError,
+    batch_cancel,
+    batch_create_from_csv,
+    batch_create_from_items,
+    batch_jobs_resume_stalled,
+    batch_process_next_chunk,
+    batch_result_lines,
+)
 from fraud.services.cases import (
     case_add_note,
     case_assign,
@@ -24,6 +33,13 @@ from fraud.services.transactions import (
 )
 
 __all__ = [
+    "BatchInputError",
+    "batch_cancel",
+    "batch_create_from_csv",
+    "batch_create_from_items",
+    "batch_jobs_resume_stalled",
+    "batch_process_next_chunk",
+    "batch_result_lines",
     "IdempotencyConflictError",
     "ScoreOutcome",
     "canonical_hash",

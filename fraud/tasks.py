@@ -1,0 +1,34 @@
+"""Celery tasks: interfaces only. Each takes ids, calls one service, and is safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from fraud.services import batches
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def batch_job_process(job_id: int) -> None:
+    """One chunk per task, then the next task: short tasks, bounded memory, and progress that
+    survives a killed worker."""
+    if batches.batch_process_next_chunk(job_id=job_id):
+        batch_job_process.delay(job_id)
+
+
+@shared_task
+def batch_jobs_resume_stalled() -> list[int]:
+    return batches.batch_jobs_resume_stalled()
+
+
+@worker_ready.connect
+def _resume_on_start(**kwargs: object) -> None:
+    # A worker that starts after a crash picks the interrupted jobs up at once, instead of
+    # waiting for the broker to redeliver their messages (which Redis does lazily).
+    resumed = batches.batch_jobs_resume_stalled()
+    if resumed:
+        logger.info("resumed stalled batch jobs %s", resumed)
