@@ -70,6 +70,9 @@ class ModelVersion(models.Model):
     validation_end = models.DateTimeField()
     metrics = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=ModelStatus.choices, default=ModelStatus.CANDIDATE)
+    # A challenger in shadow scores live traffic beside the active model; its scores are stored
+    # but never decide anything.
+    shadow = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
@@ -81,6 +84,10 @@ class ModelVersion(models.Model):
             # concurrent activations cannot both win.
             models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="modelversion_one_active"),
             models.CheckConstraint(condition=Q(status__in=ModelStatus.values), name="modelversion_status_valid"),
+            models.UniqueConstraint(fields=["shadow"], condition=Q(shadow=True), name="modelversion_one_shadow"),
+            models.CheckConstraint(
+                condition=~(Q(shadow=True) & Q(status="active")), name="modelversion_shadow_not_active"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -108,6 +115,8 @@ class Transaction(models.Model):
     reasons = models.JSONField(default=list, blank=True)
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     scored_at = models.DateTimeField(null=True, blank=True)
+    shadow_score = models.FloatField(null=True, blank=True)
+    shadow_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
 
     label = models.CharField(max_length=16, choices=Label.choices, blank=True, default="")
     label_source = models.CharField(max_length=16, choices=LabelSource.choices, blank=True, default="")

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db.models import Q
 
 from fraud import features as fx
 from fraud.models import Decision, DecisionThresholds, ModelStatus, ModelVersion
@@ -71,6 +72,7 @@ class Runtime:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._model: ActiveModel | None = None
+        self._shadow: ActiveModel | None = None
         self._thresholds: Thresholds | None = None
         self._checked_at = float("-inf")
 
@@ -83,17 +85,29 @@ class Runtime:
     def _refresh(self) -> None:
         row = thresholds_row()
         self._thresholds = Thresholds(review=row.review_threshold, decline=row.decline_threshold)
-        active = (
-            ModelVersion.objects.filter(status=ModelStatus.ACTIVE)
-            .values_list("id", "version", "artifact_sha256")
-            .first()
+        rows = list(
+            ModelVersion.objects.filter(Q(status=ModelStatus.ACTIVE) | Q(shadow=True)).values_list(
+                "id", "version", "artifact_sha256", "status", "shadow"
+            )
         )
-        if active is None:
-            self._model = None
-        elif self._model is None or (self._model.id, self._model.version, self._model.sha256) != active:
-            # Not the id alone: SQLite can reuse an id after a rollback.
-            self._model = load_model(ModelVersion.objects.get(pk=active[0]))
+        self._model = self._swap(self._model, next((r[:3] for r in rows if r[3] == ModelStatus.ACTIVE), None))
+        self._shadow = self._swap(self._shadow, next((r[:3] for r in rows if r[4]), None))
         self._checked_at = time.monotonic()
+
+    @staticmethod
+    def _swap(loaded: ActiveModel | None, wanted: tuple[int, str, str] | None) -> ActiveModel | None:
+        """Keep the loaded session while it is still the wanted version (compared by id, name
+        and digest: SQLite can reuse an id after a rollback); otherwise load the new one."""
+        if wanted is None:
+            return None
+        if loaded is not None and (loaded.id, loaded.version, loaded.sha256) == wanted:
+            return loaded
+        return load_model(ModelVersion.objects.get(pk=wanted[0]))
+
+    def shadow(self) -> ActiveModel | None:
+        """The challenger scoring in shadow, if any; read together with the active model."""
+        self.current()
+        return self._shadow
 
     def current(self) -> tuple[ActiveModel, Thresholds]:
         if self._stale():

@@ -32,3 +32,12 @@ def _resume_on_start(**kwargs: object) -> None:
     resumed = batches.batch_jobs_resume_stalled()
     if resumed:
         logger.info("resumed stalled batch jobs %s", resumed)
+
+
+@shared_task
+def model_retrain() -> str:
+    """The scheduled retraining (see CELERY_BEAT_SCHEDULE): a candidate compared with the live
+    model; promoted only by an admin or by the configured margin."""
+    from fraud.services import model_retrain as retrain
+
+    return retrain().version

@@ -20,7 +20,14 @@ from fraud.services.cases import (
     cases_bulk_assign,
     cases_bulk_close,
 )
-from fraud.services.lifecycle import model_train, model_version_activate, thresholds_update, training_windows
+from fraud.services.lifecycle import (
+    model_retrain,
+    model_train,
+    model_version_activate,
+    model_version_set_shadow,
+    thresholds_update,
+    training_windows,
+)
 from fraud.services.transactions import (
     IdempotencyConflictError,
     ScoreOutcome,
@@ -53,8 +60,10 @@ __all__ = [
     "cases_bulk_close",
     "history_generate",
     "history_replay",
+    "model_retrain",
     "model_train",
     "model_version_activate",
+    "model_version_set_shadow",
     "thresholds_update",
     "training_windows",
     "transaction_label",

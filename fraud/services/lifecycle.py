@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -21,7 +22,7 @@ from fraud.models import (
     ModelVersion,
     Transaction,
 )
-from fraud.scoring import runtime, thresholds_row
+from fraud.scoring import load_model, runtime, thresholds_row
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,10 @@ def model_version_activate(*, version: ModelVersion, actor: User | None = None) 
             old.save(update_fields=["status", "retired_at"])
         rollback = version.activated_at is not None
         version.status = ModelStatus.ACTIVE
+        version.shadow = False  # a promoted challenger stops shadowing itself
         version.activated_at = now
         version.retired_at = None
-        version.save(update_fields=["status", "activated_at", "retired_at"])
+        version.save(update_fields=["status", "activated_at", "retired_at", "shadow"])
         audit_record(
             event_type="model.rolled_back" if rollback else "model.activated",
             actor=actor,
@@ -149,7 +151,17 @@ def model_train(
         "onnx_max_abs_diff": exported.onnx_max_abs_diff,
         "label_delay_days": delay_days,
         "seed": seed,
+        # Score and feature distributions of the training rows: the reference for drift.
+        "reference": reference_distributions(x[train_rows], model.predict_proba(x[train_rows])[:, 1]),
     }
+    active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
+    if active is not None and active.feature_names == list(fx.FEATURE_NAMES):
+        # The champion on exactly the challenger's held-back rows: a like-for-like comparison.
+        champion_scores = load_model(active).scorer.predict(x[val_rows])
+        metrics["active_on_same_window"] = {
+            "version": active.version,
+            **training.binary_metrics(y_val, champion_scores),
+        }
     now = timezone.now()
     version = ModelVersion.objects.create(
         version=f"{training.VERSION_PREFIX}-{now:%Y%m%d-%H%M%S-%f}",
@@ -169,3 +181,55 @@ def model_train(
     if activate:
         model_version_activate(version=version)
     return version
+
+
+def model_version_set_shadow(*, version: ModelVersion, on: bool, actor: User | None = None) -> ModelVersion:
+    """Start (or stop) scoring live traffic with ``version`` in shadow. One challenger at a
+    time: starting one stops the previous. The active model cannot be its own shadow."""
+    if on and version.status == ModelStatus.ACTIVE:
+        raise ValueError(f"{version.version} is the active model")
+    with transaction.atomic():
+        previous = list(ModelVersion.objects.select_for_update().filter(shadow=True).exclude(pk=version.pk))
+        for old in previous:
+            old.shadow = False
+            old.save(update_fields=["shadow"])
+        version.shadow = on
+        version.save(update_fields=["shadow"])
+        audit_record(
+            event_type="model.shadow_started" if on else "model.shadow_stopped",
+            actor=actor,
+            obj=version,
+            before={"shadow": [v.version for v in previous]},
+            after={"shadow": version.version if on else None},
+        )
+        transaction.on_commit(runtime.invalidate)
+    return version
+
+
+def model_retrain(*, seed: int = 0, auto_promote_margin: float | None = None) -> ModelVersion:
+    """Train a candidate and compare it with the active model on the same held-back window.
+    With a margin >= 0 (``MODEL_AUTO_PROMOTE_MARGIN``), a candidate whose Average Precision beats
+    the active model's by more than the margin is promoted (audited as the system's action);
+    otherwise an admin decides."""
+    margin = settings.MODEL_AUTO_PROMOTE_MARGIN if auto_promote_margin is None else auto_promote_margin
+    candidate = model_train(seed=seed, activate=False)
+    champion = candidate.metrics.get("active_on_same_window")
+    ours = candidate.metrics["validation"].get("average_precision")
+    if champion is None:
+        if not ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists() and margin >= 0:
+            model_version_activate(version=candidate)  # nothing live yet: the candidate is better than nothing
+    elif margin >= 0 and ours is not None and ours > champion.get("average_precision", 0.0) + margin:
+        model_version_activate(version=candidate)
+    candidate.refresh_from_db()
+    logger.info("retrained %s (%s): AP %s vs active %s", candidate.version, candidate.status, ours, champion)
+    return candidate
+
+
+def reference_distributions(x: np.ndarray, scores: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Decile edges and shares of the score and of every feature, for PSI later."""
+    from fraud.drift import reference_bins
+
+    return {
+        "score": reference_bins(scores, bins),
+        "features": {name: reference_bins(x[:, i], bins) for i, name in enumerate(fx.FEATURE_NAMES)},
+    }

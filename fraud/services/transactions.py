@@ -84,8 +84,11 @@ def _scored(
     model: ActiveModel,
     thresholds: Thresholds,
     scored_at: datetime,
+    shadow: ActiveModel | None = None,
+    shadow_score: float | None = None,
 ) -> Transaction:
-    """An unsaved Transaction carrying its score, decision and reasons."""
+    """An unsaved Transaction carrying its score, decision and reasons (and the shadow
+    challenger's score, which decides nothing)."""
     score = round(min(1.0, max(0.0, float(score))), 6)  # stored exactly as returned
     contributions = model.scorer.top_contributions(deltas, settings.FRAUD_REASONS_TOP_K)
     channel = data.get("channel") or ""
@@ -111,6 +114,8 @@ def _scored(
         reasons=reason_text.describe(contributions, features, context),
         model_version_id=model.id,
         scored_at=scored_at,
+        shadow_score=round(float(shadow_score), 6) if shadow is not None and shadow_score is not None else None,
+        shadow_model_id=shadow.id if shadow is not None else None,
     )
 
 
@@ -137,9 +142,12 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
     from fraud.services.cases import case_open_for  # cases depend on this module
 
     model, thresholds = runtime.current()
+    shadow = runtime.shadow()
     row = features_online(_pending(client, data), label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
     scores, deltas = model.scorer.score_with_reasons(row)
     tx = _scored(
+        shadow=shadow,
+        shadow_score=shadow.scorer.predict(row)[0] if shadow else None,
         client=client,
         data=data,
         features=row[0],
@@ -197,6 +205,8 @@ def transactions_score_many(*, client: User, items: list[dict[str, Any]]) -> lis
         client.pk, [_pending(client, items[i]) for i in fresh], label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS
     )
     scores, deltas = model.scorer.score_with_reasons(features) if fresh else (np.zeros(0), np.zeros((0, 0)))
+    shadow = runtime.shadow()
+    shadow_scores = shadow.scorer.predict(features) if shadow is not None and fresh else None
     now = timezone.now()
     new = {
         ids[i]: _scored(
@@ -208,6 +218,8 @@ def transactions_score_many(*, client: User, items: list[dict[str, Any]]) -> lis
             model=model,
             thresholds=thresholds,
             scored_at=now,
+            shadow=shadow,
+            shadow_score=shadow_scores[k] if shadow_scores is not None else None,
         )
         for k, i in enumerate(fresh)
     }

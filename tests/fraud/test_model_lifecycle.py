@@ -1,0 +1,190 @@
+"""Retraining, champion/challenger, shadow scoring and the evaluation protocol."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from io import StringIO
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from audit.models import AuditEvent
+from fraud import features as fx
+from fraud.evaluation import card_precision_at_k
+from fraud.models import ModelStatus, ModelVersion, Transaction
+from fraud.services import history_generate, model_retrain, model_version_activate, model_version_set_shadow
+from tests.factories import ModelVersionFactory
+from tests.fraud.test_scoring_api import URL, body
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def history(alice):
+    history_generate(owner=alice, days=60, customers=250, merchants=30, seed=5, start=START)
+
+
+def test_retraining_records_a_candidate_with_metrics_for_both_models(history, active_model):
+    candidate = model_retrain(auto_promote_margin=-1)
+
+    assert candidate.status == ModelStatus.CANDIDATE
+    mine, theirs = candidate.metrics["validation"], candidate.metrics["active_on_same_window"]
+    assert theirs["version"] == active_model.version
+    assert mine["n"] == theirs["n"] and mine["n_fraud"] == theirs["n_fraud"]  # the same held-back rows
+    assert {"auc_roc", "average_precision"} <= set(mine) and {"auc_roc", "average_precision"} <= set(theirs)
+    active_model.refresh_from_db()
+    assert active_model.status == ModelStatus.ACTIVE
+
+
+def test_a_candidate_that_beats_the_live_model_by_the_margin_is_promoted(
+    history, active_model, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        candidate = model_retrain(auto_promote_margin=0.0)
+    # The session's fixture model was trained on other data; the retrained one must win on this.
+    assert (
+        candidate.metrics["validation"]["average_precision"]
+        > candidate.metrics["active_on_same_window"]["average_precision"]
+    )
+    assert candidate.status == ModelStatus.ACTIVE
+    assert AuditEvent.objects.filter(
+        event_type="model.activated", object_id=str(candidate.pk), actor__isnull=True
+    ).exists()
+
+
+def test_shadow_scores_are_stored_beside_live_scores_and_decide_nothing(
+    alice_api, active_model, trained_artifact, dave, django_capture_on_commit_callbacks
+):
+    # A challenger that disagrees on purpose: its "neutral" vector is irrelevant to scores, so
+    # use the same artifact and check the stored pair and the untouched decision.
+    challenger = ModelVersionFactory(
+        artifact=trained_artifact.artifact,
+        artifact_sha256=trained_artifact.sha256,
+        neutral_values=trained_artifact.neutral_values,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        model_version_set_shadow(version=challenger, on=True, actor=dave)
+
+    live = alice_api.post(URL, body(transaction_id="s-1"), format="json").json()
+    batch = alice_api.post(
+        URL + "batch/", {"transactions": [body(transaction_id="s-2", customer_id="C9")]}, format="json"
+    ).json()
+
+    for tid, result in (("s-1", live), ("s-2", batch["results"][0])):
+        tx = Transaction.objects.get(transaction_id=tid)
+        assert tx.shadow_model_id == challenger.pk and tx.shadow_score is not None
+        assert tx.model_version_id == active_model.pk
+        assert tx.fraud_score == result["fraud_score"] and tx.decision == result["decision"]
+        assert "shadow_score" not in result  # clients never see the challenger
+    assert AuditEvent.objects.filter(event_type="model.shadow_started", actor=dave).exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        model_version_set_shadow(version=challenger, on=False, actor=dave)
+    alice_api.post(URL, body(transaction_id="s-3", customer_id="C8"), format="json")
+    assert Transaction.objects.get(transaction_id="s-3").shadow_model_id is None
+
+
+def test_the_admin_shows_challenger_and_champion_side_by_side(
+    client, dave, alice_api, active_model, trained_artifact, django_capture_on_commit_callbacks
+):
+    from tests.factories import PASSWORD
+
+    challenger = ModelVersionFactory(
+        artifact=trained_artifact.artifact,
+        artifact_sha256=trained_artifact.sha256,
+        neutral_values=trained_artifact.neutral_values,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        model_version_set_shadow(version=challenger, on=True, actor=dave)
+    alice_api.post(URL, body(transaction_id="pair-1"), format="json")
+    client.login(username=dave.username, password=PASSWORD)
+    html = client.get(f"/admin/fraud/modelversion/{challenger.pk}/change/").content.decode()
+    assert "1 transactions scored by both" in html and "pair-1" in html
+
+
+def test_the_active_model_cannot_shadow_itself_and_promotion_ends_shadowing(db, dave):
+    live = model_version_activate(version=ModelVersionFactory())
+    with pytest.raises(ValueError, match="active model"):
+        model_version_set_shadow(version=live, on=True, actor=dave)
+    challenger = model_version_set_shadow(version=ModelVersionFactory(), on=True, actor=dave)
+    model_version_activate(version=challenger, actor=dave)
+    challenger.refresh_from_db()
+    assert challenger.status == ModelStatus.ACTIVE and not challenger.shadow
+    assert not ModelVersion.objects.filter(shadow=True).exists()
+
+
+def test_card_precision_at_k_on_a_fixture_with_known_answers():
+    day = fx.DAY
+    t0 = 100 * day
+    # Day 0: c1 (fraud) 0.9, c2 (fine) 0.8, c3 (fraud, but known compromised before) 0.95.
+    # Day 1: c1 again (caught yesterday: excluded) 0.99, c4 (fraud) 0.5, c5 (fine) 0.7.
+    ts = np.array([t0 + 1, t0 + 2, t0 + 3, t0 + day + 1, t0 + day + 2, t0 + day + 3])
+    customer = np.array(["c1", "c2", "c3", "c1", "c4", "c5"])
+    scores = np.array([0.9, 0.8, 0.95, 0.99, 0.5, 0.7])
+    fraud = np.array([1, 0, 1, 1, 1, 0])
+    known = {"c3": t0 - 30 * day, "c1": t0 + 1, "c4": t0 + day + 2}
+    mean, daily = card_precision_at_k(
+        ts=ts,
+        customer=customer,
+        scores=scores,
+        fraud=fraud,
+        test_start=t0,
+        test_days=2,
+        k=2,
+        known_compromised_before=known,
+        delay=7 * day,
+    )
+    # Day 0 top 2 of {c1 0.9 F, c2 0.8}: 1/2. Day 1 top 2 of {c5 0.7, c4 0.5 F}: 1/2.
+    assert daily == [0.5, 0.5] and mean == 0.5
+
+
+def test_evaluate_model_follows_the_protocol_and_writes_json(history, tmp_path):
+    out = StringIO()
+    target = tmp_path / "report.json"
+    call_command(
+        "evaluate_model",
+        "--train-start",
+        "2026-01-15",
+        "--train-days",
+        "14",
+        "--delay-days",
+        "7",
+        "--test-days",
+        "7",
+        "--k",
+        "10",
+        "--json",
+        str(target),
+        stdout=out,
+    )
+    report = json.loads(target.read_text())
+    assert report == json.loads(out.getvalue())
+    assert report["protocol"] == {
+        "train_start": "2026-01-15T00:00:00+00:00",
+        "train_days": 14,
+        "delay_days": 7,
+        "test_days": 7,
+        "k": 10,
+    }
+    assert report["n_train_fraud"] > 0 and report["n_test_fraud"] > 0
+    assert 0.5 < report["auc_roc"] <= 1 and 0 < report["average_precision"] <= 1
+    assert 0 <= report["card_precision_at_10"] <= 1 and len(report["card_precision_daily"]) == 7
+
+
+def test_evaluate_model_can_score_a_stored_version(history, active_model):
+    out = StringIO()
+    call_command(
+        "evaluate_model",
+        "--version",
+        active_model.version,
+        "--train-start",
+        "2026-01-15",
+        "--train-days",
+        "7",
+        "--test-days",
+        "7",
+        stdout=out,
+    )
+    assert json.loads(out.getvalue())["model"] == active_model.version
