@@ -25,7 +25,9 @@ def shares(values: np.ndarray, edges: list[float]) -> list[float]:
     values = np.asarray(values, dtype=np.float64)
     if len(values) == 0:
         return [0.0] * (len(edges) + 1)
-    counts = np.bincount(np.searchsorted(np.asarray(edges), values, side="right"), minlength=len(edges) + 1)
+    # Bin i holds edges[i-1] < v <= edges[i]: a value equal to an edge (a constant or binary
+    # feature) stays in the lower bin, so 0s and 1s of a 0/1 feature never share a bin.
+    counts = np.bincount(np.searchsorted(np.asarray(edges), values, side="left"), minlength=len(edges) + 1)
     return (counts / len(values)).tolist()
 
 

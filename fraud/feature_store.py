@@ -214,3 +214,26 @@ def features_for_new(owner_id: int, items: list[PendingTransaction], *, label_de
         for i in items
     )
     return fx.features_offline(fx.Frame.concat(stored, new), new, label_delay_days=label_delay_days)
+
+
+def features_for_stored(
+    owner_ids_and_rows: QuerySet[Transaction], *, label_delay_days: int, limit: int = 20_000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Feature rows of stored transactions (at most ``limit``, in time order), computed the
+    offline way from the history they need. Returns (ids, features)."""
+    targets = list(owner_ids_and_rows.order_by("timestamp", "id").values_list(*HISTORY_FIELDS)[:limit])
+    if not targets:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, len(fx.FEATURE_NAMES)), dtype=np.float32)
+    t_min, t_max = targets[0][6], targets[-1][6]
+    span = _us(label_delay_days * fx.DAY + max(fx.MERCHANT_WINDOWS.values(), default=0))
+    needed = Q()
+    for owner_id in {t[1] for t in targets}:
+        mine = [t for t in targets if t[1] == owner_id]
+        needed |= Q(owner_id=owner_id) & (
+            Q(customer_id__in={t[2] for t in mine}, timestamp__gte=t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values())))
+            | Q(merchant_id__in={t[3] for t in mine}, timestamp__gte=t_min - span)
+        )
+    history, history_ids = load_history(Transaction.objects.filter(needed, timestamp__lte=t_max))
+    wanted = np.isin(history_ids, np.array([t[0] for t in targets], dtype=np.int64))
+    target_frame = fx.Frame(**{name: getattr(history, name)[wanted] for name in fx.Frame.__dataclass_fields__})
+    return history_ids[wanted], fx.features_offline(history, target_frame, label_delay_days=label_delay_days)

@@ -345,3 +345,22 @@ class BatchItem(models.Model):
 
     def __str__(self) -> str:
         return f"Row {self.row} of batch {self.job_id}: {self.status}"
+
+
+class DriftReport(models.Model):
+    """One day of live traffic against a model's training data: population stability index of
+    the score and of every feature."""
+
+    day = models.DateField()
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="drift_reports")
+    n = models.PositiveIntegerField()
+    score_psi = models.FloatField()
+    feature_psi = models.JSONField()
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-day"]
+        constraints = [models.UniqueConstraint(fields=["day", "model_version"], name="drift_one_per_day_and_model")]
+
+    def __str__(self) -> str:
+        return f"Drift {self.day} {self.model_version_id}: score PSI {self.score_psi:.3f}"

@@ -41,3 +41,15 @@ def model_retrain() -> str:
     from fraud.services import model_retrain as retrain
 
     return retrain().version
+
+
+@shared_task
+def drift_report_daily() -> list[int]:
+    """Yesterday's drift report (see CELERY_BEAT_SCHEDULE)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from fraud.services.drift import drift_report_compute
+
+    return [r.pk for r in drift_report_compute(day=timezone.now().date() - timedelta(days=1))]
