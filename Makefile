@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run serve migrate test test-postgres lint format clean
+.PHONY: install run migrate worker test lint format clean
 
 install: $(STAMP)  ## create .venv and install pinned dependencies (idempotent)
 
@@ -22,7 +22,15 @@ migrate: install
 run: migrate  ## install, migrate, create demo data/model/users on first run, serve on http://127.0.0.1:8000
 	$(BIN)/python manage.py collectstatic --no-input -v 0
 	$(BIN)/python manage.py bootstrap_demo --base-url http://$(HOST):$(PORT)
-	$(BIN)/gunicorn cipherguard.wsgi --config deploy/gunicorn.conf.py --bind $(HOST):$(PORT)
+	@# A background Celery worker (with the beat scheduler) on the broker in CELERY_BROKER_URL, or on
+	@# a folder queue under var/ when none is set; it stops with the web server.
+	$(BIN)/celery -A cipherguard worker --beat --concurrency=1 --loglevel=WARNING \
+	  --schedule var/celerybeat-schedule --logfile var/worker.log & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/gunicorn cipherguard.wsgi --config deploy/gunicorn.conf.py --bind $(HOST):$(PORT)
+
+worker: migrate  ## a Celery worker alone (production runs these separately from the web servers)
+	$(BIN)/celery -A cipherguard worker --concurrency=2 --loglevel=INFO
 
 test: install  ## run the test suite (SQLite by default; DATABASE_URL/REDIS_URL select real services)
 	$(BIN)/pytest $(PYTEST_ARGS)

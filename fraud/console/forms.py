@@ -114,3 +114,14 @@ class ConsoleLoginForm(AuthenticationForm):
         if not user_can_use_console(user):
             auth_attempt_record(user=user, username=user.get_username(), success=False, channel="login")
             raise forms.ValidationError("This account cannot use the console.", code="no_console")
+
+
+class BatchUploadForm(forms.Form):
+    client = forms.ModelChoiceField(queryset=User.objects.none(), label="For API client")
+    file = forms.FileField(label="CSV file")
+
+    def __init__(self, *args: object, **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        from accounts.models import Role
+
+        self.fields["client"].queryset = User.objects.filter(role=Role.API_CLIENT, is_active=True).order_by("username")  # type: ignore[attr-defined]

@@ -7,12 +7,13 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -20,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from fraud.console import charts
 from fraud.console.forms import (
     AssignForm,
+    BatchUploadForm,
     BulkForm,
     CloseForm,
     ConsoleLoginForm,
@@ -27,7 +29,7 @@ from fraud.console.forms import (
     NoteForm,
     QueueFilterForm,
 )
-from fraud.models import CaseStatus
+from fraud.models import BatchItem, BatchJob, BatchStatus, CaseStatus, DriftReport
 from fraud.selectors import (
     QueueFilters,
     case_get_for_user,
@@ -262,3 +264,70 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "rows": list(zip(stats["days"], stats["volume"], rate, strict=True)),
         },
     )
+
+
+@analyst_required
+def batches(request: HttpRequest) -> HttpResponse:
+    """Upload a CSV to score in the background for one API client, and see recent jobs."""
+    from fraud.services import BatchInputError, batch_create_from_csv
+
+    if request.method == "POST":
+        form = BatchUploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            if upload.size > settings.BATCH_MAX_UPLOAD_BYTES:
+                form.add_error("file", f"The file is larger than {settings.BATCH_MAX_UPLOAD_BYTES} bytes.")
+            else:
+                try:
+                    job = batch_create_from_csv(
+                        owner=form.cleaned_data["client"], file=upload.file, filename=upload.name or ""
+                    )
+                except BatchInputError as exc:
+                    form.add_error("file", str(exc))
+                else:
+                    messages.success(request, f"Batch {job.pk} queued: {job.total} rows.")
+                    return redirect("console:batch", job_id=job.pk)
+    else:
+        form = BatchUploadForm()
+    jobs = BatchJob.objects.select_related("owner").order_by("-created_at")[:50]
+    return render(request, "console/batches.html", {"form": form, "jobs": jobs})
+
+
+@require_GET
+@analyst_required
+def batch_detail(request: HttpRequest, job_id: int) -> HttpResponse:
+    job = get_object_or_404(BatchJob.objects.select_related("owner", "model_version"), pk=job_id)
+    errors = BatchItem.objects.filter(job=job, status__gte=400).order_by("row")[:50]
+    live = job.status in (BatchStatus.QUEUED, BatchStatus.RUNNING)
+    return render(request, "console/batch.html", {"job": job, "errors": errors, "live": live})
+
+
+@require_GET
+@analyst_required
+def batch_results(request: HttpRequest, job_id: int) -> StreamingHttpResponse:
+    from fraud.services import batch_result_lines
+
+    job = get_object_or_404(BatchJob, pk=job_id)
+    response = StreamingHttpResponse(batch_result_lines(job), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}-results.csv"'
+    return response
+
+
+@require_GET
+@analyst_required
+def drift(request: HttpRequest) -> HttpResponse:
+    reports = list(DriftReport.objects.select_related("model_version").order_by("-day")[:60])
+    chronological = list(reversed(reports))
+    latest = reports[0] if reports else None
+    top = sorted(latest.feature_psi.items(), key=lambda kv: -kv[1])[:10] if latest else []
+    chart = (
+        charts.line_chart(
+            "Score PSI per day",
+            [str(r.day)[5:] for r in chronological],
+            [r.score_psi for r in chronological],
+            fmt="{:.2f}",
+        )
+        if chronological
+        else ""
+    )
+    return render(request, "console/drift.html", {"reports": reports, "latest": latest, "top": top, "chart": chart})

@@ -20,6 +20,11 @@ EXPECTED = {
     ("POST", "/console/cases/{case}/note/"): ("login", 403, "ok-redirect", "ok-redirect"),
     ("POST", "/console/cases/{case}/escalate/"): ("login", 403, "ok-redirect", "ok-redirect"),
     ("POST", "/console/cases/{case}/close/"): ("login", 403, "ok-redirect", "ok-redirect"),
+    ("GET", "/console/batches/"): ("login", 403, 200, 200),
+    ("POST", "/console/batches/"): ("login", 403, 200, 200),  # no file: the form comes back with its error
+    ("GET", "/console/batches/{batch}/"): ("login", 403, 200, 200),
+    ("GET", "/console/batches/{batch}/results.csv"): ("login", 403, 200, 200),
+    ("GET", "/console/drift/"): ("login", 403, 200, 200),
     ("GET", "/console/take-next/"): (405, 405, 405, 405),
     ("POST", "/console/"): (405, 405, 405, 405),
     ("GET", "/admin/"): ("login", "login", "login", 200),
@@ -35,7 +40,10 @@ CASES = [
 
 @pytest.mark.parametrize(("method", "url", "role", "expected"), CASES, ids=[f"{m} {u} as {r}" for m, u, r, _ in CASES])
 def test_role_access(db, method, url, role, expected, alice, carol, dave):
+    from fraud.services import batch_create_from_items
+
     case = CaseFactory()
+    batch = batch_create_from_items(owner=alice, items=[{"transaction_id": "x"}])
     client = Client()
     user = {"api_client": alice, "analyst": carol, "admin": dave}.get(role)
     if user:
@@ -47,7 +55,8 @@ def test_role_access(db, method, url, role, expected, alice, carol, dave):
         "action": "assign",
         "cases": [str(case.pk)],
     }
-    response = client.get(url.format(case=case.pk)) if method == "GET" else client.post(url.format(case=case.pk), data)
+    target = url.format(case=case.pk, batch=batch.pk)
+    response = client.get(target) if method == "GET" else client.post(target, data)
 
     if expected == "login":
         assert response.status_code == 302 and "login" in response["Location"]

@@ -188,3 +188,54 @@ def test_the_dashboard_draws_charts_from_our_own_markup(console, carol):
     assert "Transactions per day" in html and "Confirmed-fraud share of closed cases" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from elsewhere
     assert "100%" in html  # the one case closed today was confirmed fraud
+
+
+def test_an_analyst_uploads_a_batch_watches_it_and_downloads_the_results(console, alice, active_model, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from fraud.models import BatchJob
+    from fraud.services import batch_process_next_chunk
+    from tests.fraud.test_batch_jobs import HEADER, good_rows
+
+    settings.BATCH_CHUNK_SIZE = 3
+    upload = SimpleUploadedFile("mine.csv", ("\n".join([HEADER, *good_rows(5)]) + "\n").encode())
+    response = console.post("/console/batches/", {"client": alice.pk, "file": upload})
+    job = BatchJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/console/batches/{job.pk}/"
+    assert job.owner == alice and job.total == 5
+
+    page = console.get(f"/console/batches/{job.pk}/").content.decode()
+    assert 'http-equiv="refresh"' in page and 'value="0"' in page  # live progress while queued
+    while batch_process_next_chunk(job_id=job.pk):
+        pass
+    page = console.get(f"/console/batches/{job.pk}/").content.decode()
+    assert 'http-equiv="refresh"' not in page and "Download results" in page and "100%" in page
+    csv_text = b"".join(console.get(f"/console/batches/{job.pk}/results.csv").streaming_content).decode()
+    assert csv_text.splitlines()[0].startswith("row,transaction_id,status") and len(csv_text.splitlines()) == 6
+
+
+def test_a_bad_console_upload_says_what_is_wrong(console, alice):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = console.post(
+        "/console/batches/", {"client": alice.pk, "file": SimpleUploadedFile("x.csv", b"a,b\n1,2\n")}
+    )
+    assert response.status_code == 200 and "missing columns" in response.content.decode()
+
+
+def test_the_drift_page_charts_reports(console, active_model):
+    from datetime import date
+
+    from fraud.models import DriftReport
+
+    assert "No drift report yet" in console.get("/console/drift/").content.decode()
+    for d in range(1, 4):
+        DriftReport.objects.create(
+            day=date(2026, 11, d),
+            model_version=active_model,
+            n=100,
+            score_psi=0.05 * d,
+            feature_psi={"amount_log": 0.3, "c_n_1h": 0.01},
+        )
+    html = console.get("/console/drift/").content.decode()
+    assert "<svg" in html and "amount_log" in html and "0.150" in html
