@@ -236,7 +236,9 @@ CELERY_BEAT_SCHEDULE = _beat_schedule()
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Batch jobs ----------------------------------------------------------------------------------
-BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 2000, minimum=10, maximum=50_000)
+# 10,000 rows a chunk: each chunk reads its customers' and merchants' recent history once, so
+# larger chunks amortise that read (2,000-row chunks spent 40 % of their time there).
+BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 10_000, minimum=10, maximum=50_000)
 BATCH_MAX_UPLOAD_BYTES = env_int("BATCH_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
 BATCH_MAX_JSON_ITEMS = env_int("BATCH_MAX_JSON_ITEMS", 10_000, minimum=1)
 # A running job whose last chunk finished longer ago than this is taken to have lost its worker.
