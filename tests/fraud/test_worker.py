@@ -43,12 +43,17 @@ def worker(postgres_tx, settings, tmp_path):
         log = (tmp_path / f"worker-{len(processes)}.log").open("w")
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "cipherguard", "worker", "--concurrency=1", "--loglevel=INFO",
-             "-n", f"test-{len(processes)}@%h", "--without-gossip", "--without-mingle"],
+             "-n", f"test-{os.getpid()}-{len(processes)}@%h", "--without-gossip", "--without-mingle"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         processes.append(process)
         return process
 
+    start.logs = (
+        lambda: "\n".join(  # type: ignore[attr-defined]
+            f"--- {path.name} ---\n" + path.read_text()[-3000:] for path in sorted(tmp_path.glob("worker-*.log"))
+        )
+    )
     yield start
     for process in processes:
         if process.poll() is None:
@@ -56,13 +61,13 @@ def worker(postgres_tx, settings, tmp_path):
             process.wait(timeout=10)
 
 
-def wait_for(predicate, *, timeout: float, what: str) -> None:
+def wait_for(predicate, *, timeout: float, what: str, logs=lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{logs()}")
 
 
 def job(job_id: int) -> BatchJob:
@@ -75,7 +80,9 @@ def test_a_worker_completes_a_batch_job_with_correct_counts(worker, alice_api, a
     lines = [*good_rows(450), "bad,C1,M1,-1,EUR,FR,2026-01-01T00:00:00Z,pos"]
     job_id = alice_api.post(BATCHES, {"file": csv_file(lines)}, format="multipart").json()["id"]
 
-    wait_for(lambda: job(job_id).status == BatchStatus.SUCCEEDED, timeout=120, what="the job to succeed")
+    wait_for(
+        lambda: job(job_id).status == BatchStatus.SUCCEEDED, timeout=120, what="the job to succeed", logs=worker.logs
+    )
     done = job(job_id)
     assert (done.total, done.scored, done.failed, done.chunks_done) == (451, 450, 1, 5)
     assert BatchItem.objects.filter(job=done).count() == 451
@@ -86,7 +93,7 @@ def test_killing_the_worker_mid_job_loses_and_duplicates_nothing(worker, alice_a
     first = worker()
     job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(5000, prefix="k"))}, format="multipart").json()["id"]
 
-    wait_for(lambda: job(job_id).chunks_done >= 3, timeout=120, what="a few chunks")
+    wait_for(lambda: job(job_id).chunks_done >= 3, timeout=120, what="a few chunks", logs=worker.logs)
     os.killpg(first.pid, signal.SIGKILL)  # the whole worker, parent and child, mid-job
     first.wait(timeout=10)
     interrupted = job(job_id)
@@ -94,7 +101,12 @@ def test_killing_the_worker_mid_job_loses_and_duplicates_nothing(worker, alice_a
 
     time.sleep(2.5)  # longer than BATCH_STALL_SECONDS: the job now counts as stalled
     worker()
-    wait_for(lambda: job(job_id).status == BatchStatus.SUCCEEDED, timeout=180, what="the restarted worker to finish")
+    wait_for(
+        lambda: job(job_id).status == BatchStatus.SUCCEEDED,
+        timeout=180,
+        what="the restarted worker to finish",
+        logs=worker.logs,
+    )
 
     done = job(job_id)
     assert (done.total, done.scored, done.failed, done.chunks_done) == (5000, 5000, 0, 20)
