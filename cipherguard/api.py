@@ -12,7 +12,6 @@ from rest_framework import exceptions, permissions
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -48,6 +47,11 @@ def _flatten(detail: Any) -> Any:
 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    # Imported here, not at the top: rest_framework.views reads DEFAULT_PARSER_CLASSES (which
+    # points into this module) when it is first imported, so a top-level import would be circular
+    # whenever DRF's settings load this module first (as a Celery worker's startup checks do).
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

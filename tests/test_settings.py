@@ -97,3 +97,11 @@ def test_bad_values_are_named(env, complaint):
     result = load(env)
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+def test_drf_settings_load_in_any_import_order():
+    # A Celery worker's startup checks load DRF's pagination setting before anything imports
+    # rest_framework.views; that once failed with a circular import.
+    result = load({}, "str(__import__('rest_framework.settings').settings.api_settings.DEFAULT_PAGINATION_CLASS)")
+    assert result.returncode == 0, result.stderr
+    assert "Pagination" in result.stdout
