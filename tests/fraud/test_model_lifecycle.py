@@ -22,6 +22,19 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
+def challenger(db, trained_artifact, dave, django_capture_on_commit_callbacks):
+    """A second model running in shadow (the same artifact as the active one: the test is about
+    where its scores go, not what they are)."""
+    version = ModelVersionFactory(
+        artifact=trained_artifact.artifact,
+        artifact_sha256=trained_artifact.sha256,
+        neutral_values=trained_artifact.neutral_values,
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        return model_version_set_shadow(version=version, on=True, actor=dave)
+
+
+@pytest.fixture
 def history(alice):
     history_generate(owner=alice, days=60, customers=250, merchants=30, seed=5, start=START)
 
@@ -55,17 +68,8 @@ def test_a_candidate_that_beats_the_live_model_by_the_margin_is_promoted(
 
 
 def test_shadow_scores_are_stored_beside_live_scores_and_decide_nothing(
-    alice_api, active_model, trained_artifact, dave, django_capture_on_commit_callbacks
+    alice_api, active_model, challenger, dave, django_capture_on_commit_callbacks
 ):
-    # A challenger that disagrees on purpose: its "neutral" vector is irrelevant to scores, so
-    # use the same artifact and check the stored pair and the untouched decision.
-    challenger = ModelVersionFactory(
-        artifact=trained_artifact.artifact,
-        artifact_sha256=trained_artifact.sha256,
-        neutral_values=trained_artifact.neutral_values,
-    )
-    with django_capture_on_commit_callbacks(execute=True):
-        model_version_set_shadow(version=challenger, on=True, actor=dave)
 
     live = alice_api.post(URL, body(transaction_id="s-1"), format="json").json()
     batch = alice_api.post(
@@ -86,18 +90,9 @@ def test_shadow_scores_are_stored_beside_live_scores_and_decide_nothing(
     assert Transaction.objects.get(transaction_id="s-3").shadow_model_id is None
 
 
-def test_the_admin_shows_challenger_and_champion_side_by_side(
-    client, dave, alice_api, active_model, trained_artifact, django_capture_on_commit_callbacks
-):
+def test_the_admin_shows_challenger_and_champion_side_by_side(client, dave, alice_api, active_model, challenger):
     from tests.factories import PASSWORD
 
-    challenger = ModelVersionFactory(
-        artifact=trained_artifact.artifact,
-        artifact_sha256=trained_artifact.sha256,
-        neutral_values=trained_artifact.neutral_values,
-    )
-    with django_capture_on_commit_callbacks(execute=True):
-        model_version_set_shadow(version=challenger, on=True, actor=dave)
     alice_api.post(URL, body(transaction_id="pair-1"), format="json")
     client.login(username=dave.username, password=PASSWORD)
     html = client.get(f"/admin/fraud/modelversion/{challenger.pk}/change/").content.decode()

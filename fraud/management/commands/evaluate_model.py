@@ -1,20 +1,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from fraud.management.arguments import utc_date
 from fraud.models import ModelVersion
 from fraud.services.evaluation import Protocol, model_evaluate
-
-
-def _date(value: str) -> datetime:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise CommandError(f"expected a date like 2026-01-31, got {value!r}") from None
 
 
 class Command(BaseCommand):
@@ -28,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--version", help="evaluate this stored model instead of training one on the training window"
         )
-        parser.add_argument("--train-start", type=_date, required=True)
+        parser.add_argument("--train-start", type=utc_date, required=True)
         parser.add_argument("--train-days", type=int, default=7)
         parser.add_argument("--delay-days", type=int, default=7)
         parser.add_argument("--test-days", type=int, default=7)

@@ -1,18 +1,10 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
+from fraud.management.arguments import utc_date
 from fraud.services import history_generate
-
-
-def _date(value: str) -> datetime:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise CommandError(f"--start must be a date like 2026-01-31, got {value!r}") from None
 
 
 class Command(BaseCommand):
@@ -24,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--merchants", type=int, default=300)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
-            "--start", type=_date, default=_date("2026-01-01"), help="first day (UTC), default 2026-01-01"
+            "--start", type=utc_date, default=utc_date("2026-01-01"), help="first day (UTC), default 2026-01-01"
         )
         parser.add_argument("--owner", default="demo-client", help="username of the API client that owns the history")
 
