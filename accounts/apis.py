@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import IntegrityError, transaction
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework_simplejwt.views import TokenObtainPairView
+from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.models import User
 from accounts.services import auth_attempt_record
@@ -21,3 +27,41 @@ class TokenObtainApi(TokenObtainPairView):
             user = User.objects.filter(username=username).first()
             auth_attempt_record(user=user, username=username, success=True, channel="token")
         return response
+
+
+class SingleUseRefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh with rotation, made single-use under concurrency.
+
+    The stock code checks the blacklist, then blacklists with ``get_or_create``: several
+    concurrent refreshes of one token all pass the check (measured: 1–12 successes of 12).
+    Here the blacklist INSERT is the gate: ``BlacklistedToken.token`` is unique, so exactly one
+    request inserts the row and rotates; the others hit the constraint and are refused."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        refresh = self.token_class(attrs["refresh"])  # signature, expiry, audience, issuer, blacklist
+        user = User.objects.filter(
+            **{api_settings.USER_ID_FIELD: refresh.payload.get(api_settings.USER_ID_CLAIM)}
+        ).first()
+        if user is None or not api_settings.USER_AUTHENTICATION_RULE(user):
+            raise InvalidToken("No active account found for the given token.")
+        jti = refresh.payload[api_settings.JTI_CLAIM]
+        outstanding, _ = OutstandingToken.objects.get_or_create(
+            jti=jti,
+            defaults={"user": user, "token": str(refresh), "expires_at": datetime_from_epoch(refresh.payload["exp"])},
+        )
+        try:
+            with transaction.atomic():
+                BlacklistedToken.objects.create(token=outstanding)
+        except IntegrityError:
+            raise InvalidToken("Token is blacklisted") from None
+        data = {"access": str(refresh.access_token)}
+        refresh.set_jti()
+        refresh.set_exp()
+        refresh.set_iat()
+        refresh.outstand()
+        data["refresh"] = str(refresh)
+        return data
+
+
+class TokenRefreshApi(TokenRefreshView):
+    serializer_class = SingleUseRefreshSerializer

@@ -4,15 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework_simplejwt.views import TokenRefreshView
 
-from accounts.apis import TokenObtainApi
+from accounts.apis import TokenObtainApi, TokenRefreshApi
 from cipherguard import views
 from fraud import apis, batch_apis
 
 api_v1 = [
     path("auth/token/", TokenObtainApi.as_view(), name="token-obtain"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("auth/token/refresh/", TokenRefreshApi.as_view(), name="token-refresh"),
     path("transactions/", apis.TransactionsApi.as_view(), name="transactions"),
     path("transactions/batch/", apis.TransactionBatchScoreApi.as_view(), name="transactions-batch"),
     path("transactions/<str:transaction_id>/", apis.TransactionDetailApi.as_view(), name="transaction-detail"),

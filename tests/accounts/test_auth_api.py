@@ -59,3 +59,42 @@ def test_a_deactivated_client_loses_access(alice, alice_api, active_model):
     alice.is_active = False
     alice.save(update_fields=["is_active"])
     assert alice_api.get("/api/v1/transactions/").status_code == 401
+
+
+def test_twelve_concurrent_refreshes_of_one_token_succeed_exactly_once(postgres_tx, alice):
+    import threading
+
+    from django.db import connection
+
+    refresh = APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    barrier = threading.Barrier(12)
+    codes: list[int] = []
+
+    def attempt() -> None:
+        try:
+            client = APIClient()
+            barrier.wait(timeout=10)
+            codes.append(client.post(REFRESH, {"refresh": refresh}, format="json").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(codes) == [200] + [401] * 11
+
+
+def test_a_refresh_token_cannot_be_used_as_an_access_token(alice, active_model):
+    refresh = APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {refresh}")
+    assert client.get("/api/v1/transactions/").status_code == 401
+
+
+def test_a_deactivated_client_cannot_refresh(alice):
+    refresh = APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    alice.is_active = False
+    alice.save(update_fields=["is_active"])
+    assert APIClient().post(REFRESH, {"refresh": refresh}, format="json").status_code == 401
