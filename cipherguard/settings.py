@@ -36,12 +36,18 @@ _DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - a marked p
 _DEV_JWT_SECRET = "dev-insecure-jwt-secret-change-me"  # noqa: S105
 _DEV_ENCRYPTION_KEY = "dev-insecure-encryption-key-change-me"  # noqa: S105
 _DEV_AUDIT_MAC_KEY = "dev-insecure-audit-mac-key-change-me"  # noqa: S105
+_DEV_PAN_FINGERPRINT_KEY = "dev-insecure-pan-fingerprint-key-change-me"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
 JWT_SECRET = env_str("JWT_SECRET", _DEV_JWT_SECRET)
 ENCRYPTION_KEY = env_str("ENCRYPTION_KEY", _DEV_ENCRYPTION_KEY)
 # Keys the audit trail's HMAC chain. Kept out of the database on purpose: whoever can rewrite the
 # audit table cannot recompute the chain without it.
 AUDIT_MAC_KEY = env_str("AUDIT_MAC_KEY", _DEV_AUDIT_MAC_KEY)
+# Card numbers: encrypted with ENCRYPTION_KEY (older keys, comma-separated, still decrypt while
+# `manage.py rotate_encryption_key` re-encrypts); fingerprinted with PAN_FINGERPRINT_KEY, which
+# must not rotate with the encryption key or every card's history would be orphaned.
+ENCRYPTION_OLD_KEYS = tuple(env_list("ENCRYPTION_OLD_KEYS", []))
+PAN_FINGERPRINT_KEY = env_str("PAN_FINGERPRINT_KEY", _DEV_PAN_FINGERPRINT_KEY)
 
 if IS_PRODUCTION:
     _problems = []
@@ -52,6 +58,7 @@ if IS_PRODUCTION:
         ("JWT_SECRET", JWT_SECRET, _DEV_JWT_SECRET),
         ("ENCRYPTION_KEY", ENCRYPTION_KEY, _DEV_ENCRYPTION_KEY),
         ("AUDIT_MAC_KEY", AUDIT_MAC_KEY, _DEV_AUDIT_MAC_KEY),
+        ("PAN_FINGERPRINT_KEY", PAN_FINGERPRINT_KEY, _DEV_PAN_FINGERPRINT_KEY),
     ):
         if _value == _placeholder:
             _problems.append(f"{_name} is missing or still the development default")

@@ -127,9 +127,10 @@ class TransactionAdmin(admin.ModelAdmin):
     search_fields = ("transaction_id", "customer_id", "merchant_id")
     list_select_related = ("owner",)
     show_full_result_count = False  # no COUNT(*) over millions of rows on every page
+    exclude = ("card_ciphertext", "card_fingerprint")  # the card shows masked only
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in Transaction._meta.fields]
+        return [f.name for f in Transaction._meta.fields if f.name not in self.exclude]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -64,6 +64,7 @@ class TransactionOutputSerializer(ScoreOutputSerializer):
     channel = serializers.CharField()
     timestamp = serializers.DateTimeField()
     label = serializers.CharField()
+    card = serializers.CharField(allow_null=True, help_text="first six and last four digits at most")
 
 
 def score_data(tx: Transaction, model_version: str) -> dict[str, Any]:
@@ -87,6 +88,7 @@ def transaction_data(tx: Transaction) -> dict[str, Any]:
         "channel": tx.channel,
         "timestamp": tx.timestamp.isoformat(),
         "label": tx.label,
+        "card": tx.card_masked or None,
     }
 
 

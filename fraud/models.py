@@ -109,6 +109,11 @@ class Transaction(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # SHA-256 of the canonical request body: a retry with the same id must carry the same body.
     request_hash = models.CharField(max_length=64)
+    # The card, when sent: never the PAN itself (see fraud/cards.py).
+    card_first6 = models.CharField(max_length=6, blank=True, default="")
+    card_last4 = models.CharField(max_length=4, blank=True, default="")
+    card_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    card_ciphertext = models.TextField(blank=True, default="")
 
     fraud_score = models.FloatField(null=True, blank=True)
     decision = models.CharField(max_length=8, choices=Decision.choices, blank=True, default="")
@@ -148,12 +153,21 @@ class Transaction(models.Model):
                 fields=["owner", "merchant_id", "timestamp"], condition=Q(label="fraud"), name="tx_merchant_fraud"
             ),
             models.Index(fields=["-fraud_score", "-timestamp"], name="tx_score_time"),
+            models.Index(
+                fields=["owner", "card_fingerprint", "-timestamp"],
+                condition=~Q(card_fingerprint=""),
+                name="tx_card_time",
+            ),
             models.Index(fields=["owner", "-timestamp", "-id"], name="tx_owner_time"),
             models.Index(fields=["timestamp"], name="tx_time"),
         ]
 
     def __str__(self) -> str:
         return f"{self.transaction_id} ({self.decision or 'unscored'})"
+
+    @property
+    def card_masked(self) -> str:
+        return f"{self.card_first6}······{self.card_last4}" if self.card_first6 else ""
 
 
 class DecisionThresholds(models.Model):

@@ -153,6 +153,34 @@ class AwareTimestampField(serializers.Field):
         return value.isoformat()
 
 
+CARD_SECURITY_CODE_FIELDS = {
+    "cvv",
+    "cvc",
+    "cvv2",
+    "cvc2",
+    "cid",
+    "card_cvv",
+    "card_cvc",
+    "security_code",
+    "card_security_code",
+}
+
+
+class CardNumberField(serializers.Field):
+    """An optional PAN: 12–19 ASCII digits, Luhn-valid. Never echoed in errors."""
+
+    def to_internal_value(self, data: Any) -> str:
+        from fraud.cards import InvalidCardNumberError, validate_pan
+
+        try:
+            return validate_pan(data)
+        except InvalidCardNumberError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def to_representation(self, value: str) -> str:  # never used for output; masked values only
+        return ""
+
+
 class TransactionInputSerializer(StrictSerializer):
     """One transaction to score, from the API, a batch job or an import."""
 
@@ -164,6 +192,15 @@ class TransactionInputSerializer(StrictSerializer):
     country = CountryField()
     timestamp = AwareTimestampField()
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    card_number = CardNumberField(required=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            codes = sorted(k for k in data if str(k).lower() in CARD_SECURITY_CODE_FIELDS)
+            if codes:
+                # PCI DSS: a card security code is never stored, so never accepted either.
+                raise serializers.ValidationError({k: ["Card security codes are never accepted."] for k in codes})
+        return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         places = currency_decimals(attrs["currency"])

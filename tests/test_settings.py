@@ -15,6 +15,7 @@ STRONG = {
     "JWT_SECRET": "j" * 50,
     "ENCRYPTION_KEY": "e" * 44,
     "AUDIT_MAC_KEY": "a" * 44,
+    "PAN_FINGERPRINT_KEY": "p" * 44,
     "ALLOWED_HOSTS": "fraud.example.com",
 }
 

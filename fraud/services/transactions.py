@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from accounts.models import User
 from audit.services import audit_record
 from fraud import features as fx
 from fraud import reasons as reason_text
+from fraud.cards import CardVault
 from fraud.feature_store import PendingTransaction, features_for_new, features_online
 from fraud.generator import Generated, generate
 from fraud.models import (
@@ -46,6 +48,15 @@ class ScoreOutcome:
     created: bool
 
 
+@functools.cache
+def card_vault() -> CardVault:
+    return CardVault(
+        current_key=settings.ENCRYPTION_KEY,
+        old_keys=settings.ENCRYPTION_OLD_KEYS,
+        fingerprint_key=settings.PAN_FINGERPRINT_KEY,
+    )
+
+
 def canonical_hash(data: dict[str, Any]) -> str:
     """SHA-256 of a validated transaction body in canonical form: equal bodies (``10`` and
     ``"10.00"``, any timezone offset for the same instant) hash alike."""
@@ -58,6 +69,8 @@ def canonical_hash(data: dict[str, Any]) -> str:
         "country": data["country"],
         "channel": data.get("channel") or "",
         "timestamp": fx.to_epoch_us(data["timestamp"]),
+        # The card by its keyed fingerprint: the PAN itself goes nowhere but the vault.
+        "card": card_vault().fingerprint(data["card_number"]) if data.get("card_number") else "",
     }
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
@@ -98,7 +111,12 @@ def _scored(
         "country": data["country"],
         "channel": channel,
     }
+    card = card_vault().store(data["card_number"]) if data.get("card_number") else None
     return Transaction(
+        card_first6=card.first6 if card else "",
+        card_last4=card.last4 if card else "",
+        card_fingerprint=card.fingerprint if card else "",
+        card_ciphertext=card.ciphertext if card else "",
         owner=client,
         transaction_id=data["transaction_id"],
         customer_id=data["customer_id"],

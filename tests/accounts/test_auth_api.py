@@ -66,7 +66,9 @@ def test_twelve_concurrent_refreshes_of_one_token_succeed_exactly_once(postgres_
 
     from django.db import connection
 
-    refresh = APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    refresh = (
+        APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    )
     barrier = threading.Barrier(12)
     codes: list[int] = []
 
@@ -87,14 +89,18 @@ def test_twelve_concurrent_refreshes_of_one_token_succeed_exactly_once(postgres_
 
 
 def test_a_refresh_token_cannot_be_used_as_an_access_token(alice, active_model):
-    refresh = APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    refresh = (
+        APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {refresh}")
     assert client.get("/api/v1/transactions/").status_code == 401
 
 
 def test_a_deactivated_client_cannot_refresh(alice):
-    refresh = APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    refresh = (
+        APIClient().post(TOKEN, {"username": alice.username, "password": PASSWORD}, format="json").json()["refresh"]
+    )
     alice.is_active = False
     alice.save(update_fields=["is_active"])
     assert APIClient().post(REFRESH, {"refresh": refresh}, format="json").status_code == 401
