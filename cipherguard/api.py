@@ -95,11 +95,22 @@ class IsApiClient(permissions.BasePermission):
         return bool(user and user.is_authenticated and user.is_active and getattr(user, "is_api_client", False))
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
 class SafeJSONParser(JSONParser):
-    """DRF's JSON parser, plus a 400 for absurdly nested documents (the standard library raises
-    RecursionError on them, which would otherwise surface as a 500)."""
+    """DRF's JSON parser with a body-size limit (413) and a 400 for absurdly nested documents
+    (the standard library raises RecursionError on them, which would otherwise be a 500)."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
+        # DRF reads the body itself, so Django's DATA_UPLOAD_MAX_MEMORY_SIZE never applies to JSON.
+        request = (parser_context or {}).get("request")
+        length = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
+        if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            raise RequestTooLarge()
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError:

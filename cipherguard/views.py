@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.core.cache import cache
+from django.core.exceptions import RequestDataTooBig
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -69,6 +70,8 @@ def _error(request: HttpRequest, status: int, detail: str) -> HttpResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if isinstance(exception, RequestDataTooBig):
+        return _error(request, 413, "The request body is too large.")
     return _error(request, 400, "The request could not be understood.")
 
 

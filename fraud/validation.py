@@ -166,6 +166,9 @@ CARD_SECURITY_CODE_FIELDS = {
 }
 
 
+@extend_schema_field(
+    {"type": "string", "pattern": "^[0-9]{12,19}$", "writeOnly": True, "description": "PAN, Luhn-valid; never returned"}
+)
 class CardNumberField(serializers.Field):
     """An optional PAN: 12–19 ASCII digits, Luhn-valid. Never echoed in errors."""
 
