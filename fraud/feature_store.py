@@ -61,7 +61,7 @@ def _build_online_sql() -> tuple[str, list[str], list[str]]:
     names += ["c_sumsq_30d", "c_prev", "cm_n_30d", "cc_n_30d"]
     # S608: every fragment is a constant of this module; all values travel as parameters.
     customer_sql = (
-        f"SELECT {', '.join(cust_cols)} FROM {table} "  # noqa: S608
+        f"SELECT {', '.join(cust_cols)} FROM {table} "  # noqa: S608  # nosec B608
         "WHERE owner_id = %s AND customer_id = %s AND timestamp >= %s AND timestamp < %s"
     )
     cust_params += ["owner", "customer", "t-customer-from", "t"]
@@ -82,11 +82,11 @@ def _build_online_sql() -> tuple[str, list[str], list[str]]:
         merch_params += [f"t-delay-{w}", "t-delay", "fraud", "t"]
         names.append(f"m_fraud_{w}")
     merchant_sql = (
-        f"SELECT {', '.join(merch_cols)} FROM {table} "  # noqa: S608
+        f"SELECT {', '.join(merch_cols)} FROM {table} "  # noqa: S608  # nosec B608
         "WHERE owner_id = %s AND merchant_id = %s AND timestamp >= %s AND timestamp < %s"
     )
     merch_params += ["owner", "merchant", "t-merchant-from", "t"]
-    sql = f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({merchant_sql}) AS m"  # noqa: S608
+    sql = f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({merchant_sql}) AS m"  # noqa: S608  # nosec B608
     return sql, names, cust_params + merch_params
 
 
