@@ -22,6 +22,7 @@ class CipherGuardUserAdmin(UserAdmin):
         (None, {"fields": ("username", "password")}),
         ("Profile", {"fields": ("first_name", "last_name", "email")}),
         ("Access", {"fields": ("role", "is_active")}),
+        ("API quotas (empty: the defaults)", {"fields": ("api_requests_per_hour", "api_burst_per_second")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("username", "role", "password1", "password2")}),)

@@ -17,9 +17,12 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.models import User
 from accounts.services import auth_attempt_record
+from cipherguard.ratelimit import TokenThrottle
 
 
 class TokenObtainApi(TokenObtainPairView):
+    throttle_classes = [TokenThrottle]
+
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().post(request, *args, **kwargs)
         if response.status_code == 200:
@@ -65,3 +68,4 @@ class SingleUseRefreshSerializer(TokenRefreshSerializer):
 
 class TokenRefreshApi(TokenRefreshView):
     serializer_class = SingleUseRefreshSerializer
+    throttle_classes = [TokenThrottle]

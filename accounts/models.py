@@ -15,6 +15,10 @@ class User(AbstractUser):
     analysts the console, admins the console and the Django admin."""
 
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ANALYST)
+    # API quotas; empty means the defaults (RATE_LIMIT_USER_PER_HOUR, RATE_LIMIT_BURST_PER_SECOND).
+    # Admins raise them for high-volume clients.
+    api_requests_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    api_burst_per_second = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [

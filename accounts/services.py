@@ -26,7 +26,14 @@ def user_create(*, username: str, password: str, role: str, email: str = "") -> 
 
 
 def user_state(user: User) -> dict[str, object]:
-    return {"username": user.username, "role": user.role, "is_active": user.is_active, "email": user.email}
+    return {
+        "username": user.username,
+        "role": user.role,
+        "is_active": user.is_active,
+        "email": user.email,
+        "api_requests_per_hour": user.api_requests_per_hour,
+        "api_burst_per_second": user.api_burst_per_second,
+    }
 
 
 def user_save(*, user: User, actor: User, before: dict[str, object] | None) -> User:

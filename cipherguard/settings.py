@@ -291,6 +291,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["cipherguard.api.SafeJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "cipherguard.api.Pagination",
+    "DEFAULT_THROTTLE_CLASSES": ["cipherguard.ratelimit.ApiThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "cipherguard.api.problem_exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -363,8 +364,15 @@ LOGOUT_REDIRECT_URL = "console:login"
 # them off (tests install the same triggers per test; see audit/db.py).
 AUDIT_TRIGGERS = True
 
+# Rate limits (django-ratelimit, counted in the cache: Redis in production). Per IP on the token
+# endpoints and the console login; per API client on the API, an hourly quota (raised per client
+# by admins) and a per-second burst limit. See docs/security.md for what happens without Redis.
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
+RATE_LIMIT_USER_PER_HOUR = env_int("RATE_LIMIT_USER_PER_HOUR", 1000, minimum=1)
+RATE_LIMIT_BURST_PER_SECOND = env_int("RATE_LIMIT_BURST_PER_SECOND", 20, minimum=1)
+RATELIMIT_ENABLE = RATE_LIMIT_ENABLED
+RATELIMIT_USE_CACHE = "default"
 
 # --- HTTP --------------------------------------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)

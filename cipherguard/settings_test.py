@@ -25,3 +25,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {} if CELERY_BROKER_URL.startswith("memory") e
 # django-axes refuses authenticate() calls without a request, which Django's test Client.login
 # makes; the lockout tests turn it back on (tests/security/test_lockout.py).
 AXES_ENABLED = False
+# Rate limits would trip over the suite's bursts of requests; tests/security/test_rate_limits.py
+# turns them on.
+RATE_LIMIT_ENABLED = False

@@ -17,7 +17,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
+from rest_framework.exceptions import Throttled
 
+from cipherguard.ratelimit import Limit, RateLimiterUnavailable, enforce, ip_per_minute
 from fraud.console import charts
 from fraud.console.forms import (
     AssignForm,
@@ -53,6 +55,7 @@ from fraud.services import (
 from fraud.services.cases import CaseActionError
 
 View = Callable[..., HttpResponse]
+LOGIN_LIMITS = (Limit("login-ip", "ip", ip_per_minute),)
 
 
 def analyst_required(view: View) -> View:
@@ -76,6 +79,22 @@ class LoginView(auth_views.LoginView):
     template_name = "console/login.html"
     authentication_form = ConsoleLoginForm
     redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Per-IP limit on sign-in attempts, failing closed when the limiter is down.
+        try:
+            enforce(request, LOGIN_LIMITS, fail_closed=True)
+        except Throttled as exc:
+            return _limited(request, 429, "Too many sign-in attempts from your address. Try again shortly.", exc.wait)
+        except RateLimiterUnavailable as exc:
+            return _limited(request, 503, "Sign-in is briefly unavailable. Try again shortly.", exc.wait)
+        return super().post(request, *args, **kwargs)
+
+
+def _limited(request: HttpRequest, status: int, detail: str, wait: float | None) -> HttpResponse:
+    response = render(request, "error.html", {"status": status, "detail": detail}, status=status)
+    response["Retry-After"] = str(int(wait or 30))
+    return response
 
 
 class LogoutView(auth_views.LogoutView):
