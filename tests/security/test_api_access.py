@@ -1,0 +1,80 @@
+"""Every API route × method × role against the committed table in api_access.json, and
+object-level isolation between two API clients on every object route."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from fraud.models import BatchJob, Transaction
+from tests.conftest import jwt_client
+from tests.fraud.test_scoring_api import URL, body
+
+TABLE = json.loads((Path(__file__).parent / "api_access.json").read_text())
+CASES = [
+    (route["method"], route["path"], role, route["expect"][i])
+    for route in TABLE["routes"]
+    for i, role in enumerate(TABLE["roles"])
+]
+
+
+def payload(path: str) -> dict:
+    if path.endswith("/feedback/"):
+        return {"label": "fraud"}
+    if path.endswith("/transactions/batch/"):
+        return {"transactions": [body(transaction_id="m-batch")]}
+    if path.endswith("/batches/"):
+        return {"transactions": [body(transaction_id="m-job")]}
+    return body(transaction_id="m-new")
+
+
+@pytest.fixture
+def objects(alice, active_model):
+    api = jwt_client(alice.username)
+    api.post(URL, body(transaction_id="m-tx"), format="json")
+    job = api.post("/api/v1/batches/", {"transactions": [body(transaction_id="m-j0")]}, format="json").json()["id"]
+    return {"tx": "m-tx", "batch": job}
+
+
+@pytest.mark.parametrize(("method", "path", "role", "expected"), CASES, ids=[f"{m} {p} as {r}" for m, p, r, _ in CASES])
+def test_route_access_matches_the_table(objects, method, path, role, expected, carol, dave):
+    users = {"api_client": "alice-client", "analyst": carol.username, "admin": dave.username}
+    client = jwt_client(users[role]) if role in users else APIClient()
+    response = client.generic(
+        method, path.format(**objects), json.dumps(payload(path)), content_type="application/json"
+    )
+    if expected == "ok":
+        assert 200 <= response.status_code < 300, response.content[:300]
+    else:
+        assert response.status_code == expected, response.content[:300]
+
+
+def test_every_object_route_hides_other_clients_objects(objects, bob):
+    bob_api = jwt_client(bob.username)
+    for method, path in [
+        ("GET", "/api/v1/transactions/{tx}/"),
+        ("POST", "/api/v1/transactions/{tx}/feedback/"),
+        ("GET", "/api/v1/batches/{batch}/"),
+        ("GET", "/api/v1/batches/{batch}/results/"),
+        ("POST", "/api/v1/batches/{batch}/cancel/"),
+    ]:
+        response = bob_api.generic(
+            method, path.format(**objects), json.dumps({"label": "fraud"}), content_type="application/json"
+        )
+        assert response.status_code == 404, (method, path, response.status_code)
+    assert Transaction.objects.get(transaction_id="m-tx").label == ""
+    assert BatchJob.objects.get(pk=objects["batch"]).status == "queued"
+
+
+def test_writing_read_only_fields_changes_nothing(alice_api, alice, active_model):
+    response = alice_api.post(
+        URL,
+        body(transaction_id="mass", fraud_score=0.0, decision="approve", owner=999, model_version="x"),
+        format="json",
+    )
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"fraud_score", "decision", "owner", "model_version"}
+    assert not Transaction.objects.filter(transaction_id="mass").exists()
