@@ -40,11 +40,31 @@ def _enqueue(job_id: int) -> None:
     batch_job_process.delay(job_id)
 
 
-def _without_card_numbers(rows: Iterable[Any]) -> Iterator[Any]:
-    """Batch rows are stored before they are validated, so a card number must never reach them:
-    it is dropped here and the row is reported as refused."""
+def _storable(value: Any) -> bool:
+    """PostgreSQL's jsonb refuses NUL characters and lone surrogates; such a row is refused."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
+def _safe_rows(rows: Iterable[Any]) -> Iterator[Any]:
+    """Batch rows are stored before they are validated, so what must not be stored is taken
+    out here and the row is reported as refused: a card number (it would sit unencrypted) and
+    text the database cannot hold."""
     for row in rows:
-        if isinstance(row, dict) and "card_number" in row:
+        if not _storable(row):
+            row = {"_unstorable": True}
+        elif isinstance(row, dict) and "card_number" in row:
             row = {k: v for k, v in row.items() if k != "card_number"} | {"_card_number_refused": True}
         yield row
 
@@ -55,7 +75,7 @@ def _create(owner: User, source: str, filename: str, rows: Iterable[dict[str, An
         job = BatchJob.objects.create(owner=owner, source=source, filename=filename[:255])
         chunk: list[dict[str, Any]] = []
         total = index = 0
-        for row in _without_card_numbers(rows):
+        for row in _safe_rows(rows):
             chunk.append(row)
             total += 1
             if len(chunk) == size:
@@ -114,6 +134,8 @@ def _validate(raw: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         return None, {"non_field_errors": ["Each item must be an object."]}
     if "_extra_cells" in raw:
         return None, {"non_field_errors": ["The row has more cells than the header."]}
+    if raw.get("_unstorable"):
+        return None, {"non_field_errors": ["The row contains NUL characters or invalid Unicode."]}
     if raw.get("_card_number_refused"):
         return None, {
             "card_number": [

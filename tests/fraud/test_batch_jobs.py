@@ -206,3 +206,15 @@ def test_enqueueing_waits_for_the_commit(alice_api, active_model, django_capture
     for callback in callbacks:
         callback()
     assert sent == [job_id]
+
+
+def test_rows_the_database_cannot_store_are_refused_not_crashed_on(alice_api, active_model):
+    import json
+
+    items = [{"transaction_id": "nul\x00", "x\x00": 1}, {"bad": "\ud800"}, {"transaction_id": "ok"}]
+    raw = json.dumps({"transactions": items})  # ASCII-escaped, as a client would send it
+    response = alice_api.post(BATCHES, raw, content_type="application/json")
+    assert response.status_code == 202
+    run(response.json()["id"])
+    errors = dict(BatchItem.objects.filter(job_id=response.json()["id"]).values_list("row", "errors"))
+    assert errors[1] == errors[2] == {"non_field_errors": ["The row contains NUL characters or invalid Unicode."]}
