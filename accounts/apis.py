@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken
@@ -17,12 +19,22 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.models import User
 from accounts.services import auth_attempt_record
+from cipherguard.api import problems
 from cipherguard.ratelimit import TokenThrottle
+
+TOKEN_PAIR = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
 
 
 class TokenObtainApi(TokenObtainPairView):
     throttle_classes = [TokenThrottle]
 
+    @extend_schema(
+        operation_id="auth_token",
+        request=inline_serializer(
+            "TokenRequest", {"username": serializers.CharField(), "password": serializers.CharField()}
+        ),
+        responses={200: TOKEN_PAIR, **problems(400, 401, 403, 413, 415, 503)},
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         response = super().post(request, *args, **kwargs)
         if response.status_code == 200:
@@ -69,3 +81,11 @@ class SingleUseRefreshSerializer(TokenRefreshSerializer):
 class TokenRefreshApi(TokenRefreshView):
     serializer_class = SingleUseRefreshSerializer
     throttle_classes = [TokenThrottle]
+
+    @extend_schema(
+        operation_id="auth_token_refresh",
+        request=inline_serializer("RefreshRequest", {"refresh": serializers.CharField()}),
+        responses={200: TOKEN_PAIR, **problems(400, 401, 413, 415, 503)},
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)

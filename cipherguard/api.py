@@ -8,7 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from rest_framework import exceptions, permissions
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
@@ -115,3 +116,24 @@ class SafeJSONParser(JSONParser):
             return super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the document is nested too deeply.") from None
+
+
+class ProblemSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False)
+    # field → messages; a list field's entries are keyed by their index (nested the same way)
+    errors = serializers.DictField(child=serializers.JSONField(), required=False)
+
+
+COMMON_PROBLEMS = (429,)  # any authenticated API call can meet its client's rate limit
+
+
+def problems(*codes: int) -> dict[tuple[int, str], OpenApiResponse]:
+    """Error responses as they are sent: RFC 7807 bodies with the problem+json media type."""
+    return {
+        (code, "application/problem+json"): OpenApiResponse(ProblemSerializer, description=HTTPStatus(code).phrase)
+        for code in sorted({*codes, *COMMON_PROBLEMS})
+    }

@@ -6,13 +6,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cipherguard.api import IsApiClient, Pagination, problem, problem_response
+from cipherguard.api import IsApiClient, Pagination, problem, problem_response, problems
 from fraud.models import Decision, Label, LabelSource, Transaction
 from fraud.scoring import NoActiveModelError
 from fraud.selectors import transaction_get_for_client, transaction_list_for_client
@@ -24,19 +24,6 @@ from fraud.validation import (
     TransactionInputSerializer,
     currency_decimals,
 )
-
-
-class ProblemSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    code = serializers.CharField(required=False)
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
-
-
-def problems(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: OpenApiResponse(ProblemSerializer, description=f"{code} problem+json") for code in codes}
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -55,7 +42,18 @@ class ScoreOutputSerializer(serializers.Serializer):
     scored_at = serializers.DateTimeField()
 
 
-class TransactionOutputSerializer(ScoreOutputSerializer):
+class _StoredScore(serializers.Serializer):
+    """A stored transaction's score. Imported history was never scored: these are null."""
+
+    transaction_id = serializers.CharField()
+    fraud_score = serializers.FloatField(min_value=0, max_value=1, allow_null=True)
+    decision = serializers.ChoiceField(choices=Decision.choices, allow_null=True)
+    reasons = ReasonSerializer(many=True)
+    model_version = serializers.CharField(allow_null=True)
+    scored_at = serializers.DateTimeField(allow_null=True)
+
+
+class TransactionOutputSerializer(_StoredScore):
     customer_id = serializers.CharField()
     merchant_id = serializers.CharField()
     amount = serializers.CharField()
@@ -67,7 +65,7 @@ class TransactionOutputSerializer(ScoreOutputSerializer):
     card = serializers.CharField(allow_null=True, help_text="first six and last four digits at most")
 
 
-def score_data(tx: Transaction, model_version: str) -> dict[str, Any]:
+def score_data(tx: Transaction, model_version: str | None) -> dict[str, Any]:
     return {
         "transaction_id": tx.transaction_id,
         "fraud_score": tx.fraud_score,
@@ -79,7 +77,8 @@ def score_data(tx: Transaction, model_version: str) -> dict[str, Any]:
 
 
 def transaction_data(tx: Transaction) -> dict[str, Any]:
-    return score_data(tx, tx.model_version.version if tx.model_version else "") | {
+    return score_data(tx, tx.model_version.version if tx.model_version else None) | {
+        "decision": tx.decision or None,
         "customer_id": tx.customer_id,
         "merchant_id": tx.merchant_id,
         "amount": format(tx.amount.quantize(Decimal(1).scaleb(-currency_decimals(tx.currency))), "f"),
@@ -140,7 +139,17 @@ class TransactionsApi(APIView):
     @extend_schema(
         operation_id="transactions_list",
         parameters=[TransactionFilterSerializer],
-        responses={200: TransactionOutputSerializer(many=True), **problems(400, 401, 403)},
+        responses={
+            200: inline_serializer(
+                "TransactionPage",
+                {
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": TransactionOutputSerializer(many=True),
+                },
+            ),
+            **problems(400, 401, 403, 404),
+        },
     )
     def get(self, request: Request) -> Response:
         filters = TransactionFilterSerializer(data=request.query_params.dict())

@@ -13,8 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cipherguard.api import IsApiClient, SafeJSONParser, problem_response
-from fraud.apis import problems
+from cipherguard.api import IsApiClient, SafeJSONParser, problem_response, problems
 from fraud.models import BatchItem, BatchJob
 from fraud.services import (
     BatchInputError,
