@@ -28,6 +28,7 @@ class PendingTransaction:
     channel: str
     timestamp: datetime
     amount: float
+    card_fingerprint: str = ""  # "" when no card was sent
 
 
 def _us(delta_us: int) -> timedelta:
@@ -86,8 +87,19 @@ def _build_online_sql() -> tuple[str, list[str], list[str]]:
         "WHERE owner_id = %s AND merchant_id = %s AND timestamp >= %s AND timestamp < %s"
     )
     merch_params += ["owner", "merchant", "t-merchant-from", "t"]
-    sql = f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({merchant_sql}) AS m"  # noqa: S608  # nosec B608
-    return sql, names, cust_params + merch_params
+    card_cols, card_params = [], []
+    for w in fx.CARD_WINDOWS:
+        card_cols.append("COUNT(*) FILTER (WHERE timestamp >= %s)")
+        card_params.append(f"t-card-{w}")
+        names.append(f"k_n_{w}")
+    # Without a card the fingerprint is "": the `<> ''` condition then matches nothing.
+    card_sql = (
+        f"SELECT {', '.join(card_cols)} FROM {table} "  # noqa: S608  # nosec B608
+        "WHERE owner_id = %s AND card_fingerprint = %s AND card_fingerprint <> '' AND timestamp >= %s AND timestamp < %s"
+    )
+    card_params += ["owner", "card", "t-card-from", "t"]
+    sql = f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({merchant_sql}) AS m CROSS JOIN ({card_sql}) AS k"  # noqa: S608  # nosec B608
+    return sql, names, cust_params + merch_params + card_params
 
 
 ONLINE_SQL, ONLINE_COLUMNS, ONLINE_PARAMS = _build_online_sql()
@@ -110,7 +122,10 @@ def _online_params(tx: PendingTransaction, label_delay_days: int) -> list[object
         "merchant": tx.merchant_id,
         "country": tx.country,
         "fraud": Label.FRAUD.value,
+        "card": tx.card_fingerprint,
+        "t-card-from": t - _us(max(fx.CARD_WINDOWS.values())),
     }
+    values |= {f"t-card-{w}": t - _us(width) for w, width in fx.CARD_WINDOWS.items()}
     values |= {f"t-{w}": t - _us(width) for w, width in fx.CUSTOMER_COUNT_WINDOWS.items()}
     values |= {f"t-{w}": t - _us(width) for w, width in fx.MERCHANT_WINDOWS.items()}
     values |= {f"t-delay-{w}": t - delay - _us(width) for w, width in fx.MERCHANT_WINDOWS.items()}
@@ -145,6 +160,7 @@ def features_online(tx: PendingTransaction, *, label_delay_days: int) -> np.ndar
         amount=np.array([tx.amount]),
         ts_us=np.array([fx.to_epoch_us(tx.timestamp)], dtype=np.int64),
         channel=np.array([tx.channel]),
+        has_card=np.array([tx.card_fingerprint != ""]),
     )
 
 
@@ -159,14 +175,16 @@ HISTORY_FIELDS = (
     "amount",
     "label",
     "label_time",
+    "card_fingerprint",
 )
 
 
 def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
     """Build a ``Frame`` (and the row ids) from tuples in ``HISTORY_FIELDS`` order."""
-    ids, customer, merchant, country, channel, ts, amount, known = [], [], [], [], [], [], [], []
-    for pk, owner_id, customer_id, merchant_id, ctry, chan, stamp, amt, label, label_time in rows:
+    ids, customer, merchant, country, channel, ts, amount, known, card = [], [], [], [], [], [], [], [], []
+    for pk, owner_id, customer_id, merchant_id, ctry, chan, stamp, amt, label, label_time, fingerprint in rows:
         ids.append(pk)
+        card.append(f"{owner_id}\x1f{fingerprint}" if fingerprint else "")
         customer.append(f"{owner_id}\x1f{customer_id}")
         merchant.append(f"{owner_id}\x1f{merchant_id}")
         country.append(ctry)
@@ -182,6 +200,7 @@ def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
         ts=np.array(ts, dtype=np.int64),
         amount=np.array(amount, dtype=np.float64),
         fraud_known_at=np.array(known, dtype=np.int64),
+        card=np.array(card, dtype=object).astype(str),
     )
     return frame, np.array(ids, dtype=np.int64)
 
@@ -204,13 +223,27 @@ def features_for_new(owner_id: int, items: list[PendingTransaction], *, label_de
     t_max = max(i.timestamp for i in items)
     customer_from = t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values()))
     merchant_from = t_min - _us(label_delay_days * fx.DAY + max(fx.MERCHANT_WINDOWS.values()))
+    cards = {i.card_fingerprint for i in items if i.card_fingerprint}
     history = Transaction.objects.filter(owner_id=owner_id, timestamp__lt=t_max).filter(
         Q(customer_id__in={i.customer_id for i in items}, timestamp__gte=customer_from)
         | Q(merchant_id__in={i.merchant_id for i in items}, timestamp__gte=merchant_from)
+        | Q(card_fingerprint__in=cards, timestamp__gte=t_min - _us(max(fx.CARD_WINDOWS.values())))
     )
     stored, _ = load_history(history)
     new, _ = frame_from_rows(
-        (0, owner_id, i.customer_id, i.merchant_id, i.country, i.channel, i.timestamp, i.amount, "", None)
+        (
+            0,
+            owner_id,
+            i.customer_id,
+            i.merchant_id,
+            i.country,
+            i.channel,
+            i.timestamp,
+            i.amount,
+            "",
+            None,
+            i.card_fingerprint,
+        )
         for i in items
     )
     return fx.features_offline(fx.Frame.concat(stored, new), new, label_delay_days=label_delay_days)
@@ -232,6 +265,10 @@ def features_for_stored(
         needed |= Q(owner_id=owner_id) & (
             Q(customer_id__in={t[2] for t in mine}, timestamp__gte=t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values())))
             | Q(merchant_id__in={t[3] for t in mine}, timestamp__gte=t_min - span)
+            | Q(
+                card_fingerprint__in={t[10] for t in mine if t[10]},
+                timestamp__gte=t_min - _us(max(fx.CARD_WINDOWS.values())),
+            )
         )
     history, history_ids = load_history(Transaction.objects.filter(needed, timestamp__lte=t_max))
     wanted = np.isin(history_ids, np.array([t[0] for t in targets], dtype=np.int64))

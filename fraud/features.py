@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-FEATURE_SET_VERSION = "v1"
+FEATURE_SET_VERSION = "v2"  # v2: card velocity
 
 US_PER_SECOND = 1_000_000
 HOUR = 3600 * US_PER_SECOND
@@ -35,6 +35,7 @@ DAY = 24 * HOUR
 CUSTOMER_COUNT_WINDOWS = {"1h": HOUR, "1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 CUSTOMER_SUM_WINDOWS = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 MERCHANT_WINDOWS = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+CARD_WINDOWS = {"1h": HOUR, "1d": DAY}
 NOVELTY_WINDOW = 30 * DAY
 # Without a previous transaction the gap is taken as this long (the longest customer window).
 MAX_GAP_SECONDS = 30 * 24 * 3600.0
@@ -46,6 +47,7 @@ AGGREGATE_NAMES: tuple[str, ...] = (
     "c_prev_ts",  # microseconds, or -1 when the customer has no earlier transaction
     "cm_n_30d",  # this customer's payments at this merchant
     "cc_n_30d",  # this customer's payments in this country
+    *(f"k_n_{w}" for w in CARD_WINDOWS),  # earlier payments with the same card (0 without a card)
     *(f"m_n_{w}" for w in MERCHANT_WINDOWS),
     *(f"m_dn_{w}" for w in MERCHANT_WINDOWS),  # delayed-window volume (risk denominator)
     *(f"m_fraud_{w}" for w in MERCHANT_WINDOWS),  # delayed-window known fraud (risk numerator)
@@ -75,6 +77,9 @@ FEATURE_NAMES: tuple[str, ...] = (
     "is_weekend",
     "channel_online",
     "channel_atm",
+    "has_card",
+    "card_n_1h",
+    "card_n_1d",
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -99,6 +104,7 @@ REASON_GROUPS: tuple[ReasonGroup, ...] = (
     ReasonGroup("MERCHANT_VOLUME", ("m_n_1d", "m_n_7d", "m_n_30d")),
     ReasonGroup("TIME_OF_DAY", ("is_night", "is_weekend")),
     ReasonGroup("CHANNEL", ("channel_online", "channel_atm")),
+    ReasonGroup("CARD_VELOCITY", ("card_n_1h", "card_n_1d")),
 )
 
 
@@ -129,9 +135,10 @@ def assemble(
     amount: np.ndarray,
     ts_us: np.ndarray,
     channel: np.ndarray,
+    has_card: np.ndarray,
 ) -> np.ndarray:
     """Model inputs, shape ``[n, len(FEATURE_NAMES)]`` float32, from aggregates and the
-    transactions' own amount, time (epoch µs) and channel (strings)."""
+    transactions' own amount, time (epoch µs), channel (strings) and whether a card was sent."""
     agg = {name: np.asarray(aggregates[name], dtype=np.float64) for name in AGGREGATE_NAMES}
     amount = np.asarray(amount, dtype=np.float64)
     ts_us = np.asarray(ts_us, dtype=np.int64)
@@ -175,6 +182,8 @@ def assemble(
         "is_weekend": weekend,
         "channel_online": (channel == "online").astype(np.float64),
         "channel_atm": (channel == "atm").astype(np.float64),
+        "has_card": np.asarray(has_card, dtype=np.float64),
+        **{f"card_n_{w}": agg[f"k_n_{w}"] for w in CARD_WINDOWS},
     }
     return np.column_stack([columns[name] for name in FEATURE_NAMES]).astype(np.float32)
 
@@ -195,6 +204,7 @@ class Frame:
     ts: np.ndarray  # int64 epoch microseconds
     amount: np.ndarray  # float64
     fraud_known_at: np.ndarray  # int64 epoch microseconds
+    card: np.ndarray  # owner-scoped card fingerprint key, "" when no card was sent
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -321,6 +331,12 @@ def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) 
     out["c_prev_ts"] = np.where(has_prev, customers.ts[np.maximum(before, 0)], -1).astype(np.float64)
     out["cm_n_30d"] = _Grouped(cm_h, history.ts).count(cm_t, t - NOVELTY_WINDOW, t)
     out["cc_n_30d"] = _Grouped(cc_h, history.ts).count(cc_t, t - NOVELTY_WINDOW, t)
+    card_h, card_t = _codes(history.card, targets.card)
+    cards = _Grouped(card_h, history.ts)
+    with_card = targets.card != ""
+    for w, width in CARD_WINDOWS.items():
+        # Rows without a card share the "" key; they must not count as one busy card.
+        out[f"k_n_{w}"] = np.where(with_card, cards.count(card_t, t - width, t), 0.0)
 
     merchants = _Grouped(merch_h, history.ts)
     for w, width in MERCHANT_WINDOWS.items():
@@ -332,4 +348,6 @@ def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) 
 
 def features_offline(history: Frame, targets: Frame, *, label_delay_days: int) -> np.ndarray:
     aggregates = aggregate_offline(history, targets, label_delay_days=label_delay_days)
-    return assemble(aggregates, amount=targets.amount, ts_us=targets.ts, channel=targets.channel)
+    return assemble(
+        aggregates, amount=targets.amount, ts_us=targets.ts, channel=targets.channel, has_card=targets.card != ""
+    )

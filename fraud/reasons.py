@@ -97,6 +97,11 @@ def _channel(row: np.ndarray, ctx: dict) -> tuple[float, str]:
     return _f(row, "channel_online"), f"{channel} channel"
 
 
+def _card_velocity(row: np.ndarray, ctx: dict) -> tuple[float, str]:
+    n1h, n1d = _f(row, "card_n_1h"), _f(row, "card_n_1d")
+    return n1h, f"{n1h:.0f} earlier payments with this card in the last hour ({n1d:.0f} in the last day)"
+
+
 MESSAGES: dict[str, Callable[[np.ndarray, dict], tuple[float, str]]] = {
     "AMOUNT_HIGH_FOR_CUSTOMER": _amount_high,
     "AMOUNT_LEVEL": _amount_level,
@@ -109,6 +114,7 @@ MESSAGES: dict[str, Callable[[np.ndarray, dict], tuple[float, str]]] = {
     "MERCHANT_VOLUME": _merchant_volume,
     "TIME_OF_DAY": _time_of_day,
     "CHANNEL": _channel,
+    "CARD_VELOCITY": _card_velocity,
 }
 
 

@@ -24,6 +24,7 @@ def online_features(tx, *, label_delay_days: int = 7) -> np.ndarray:
         channel=tx.channel,
         timestamp=tx.timestamp,
         amount=float(tx.amount),
+        card_fingerprint=tx.card_fingerprint,
     )
     return features_online(pending, label_delay_days=label_delay_days)
 
@@ -45,6 +46,7 @@ def generated_rows(g: Generated, owner_id: int) -> list[tuple]:
                 g.amount[i],
                 "fraud" if fraud else "",
                 fx.from_epoch_us(g.label_time_us[i]) if fraud else None,
+                "",
             )
         )
     return rows

@@ -84,6 +84,7 @@ def _pending(client: User, data: dict[str, Any]) -> PendingTransaction:
         channel=data.get("channel") or "",
         timestamp=data["timestamp"],
         amount=float(data["amount"]),
+        card_fingerprint=card_vault().fingerprint(data["card_number"]) if data.get("card_number") else "",
     )
 
 

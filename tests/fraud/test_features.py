@@ -118,3 +118,23 @@ def test_calendar_flags_use_utc_hour_and_weekday():
 def test_epoch_microseconds_are_exact():
     moment = datetime(2026, 11, 27, 10, 15, 30, 123457, tzinfo=UTC)
     assert fx.from_epoch_us(fx.to_epoch_us(moment)) == moment
+
+
+def test_card_velocity_counts_only_the_same_card_of_the_same_client(alice, bob):
+    t = datetime(2026, 4, 12, 9, 0, tzinfo=UTC)
+    target = TransactionFactory(owner=alice, customer_id="C", card_fingerprint="f1", timestamp=t)
+    for i in range(3):  # the card used by other customers: a classic stolen-card pattern
+        TransactionFactory(owner=alice, customer_id=f"X{i}", card_fingerprint="f1", timestamp=t - timedelta(minutes=10 * (i + 1)))
+    TransactionFactory(owner=alice, customer_id="X9", card_fingerprint="f1", timestamp=t - timedelta(hours=5))
+    TransactionFactory(owner=alice, customer_id="Y", card_fingerprint="f2", timestamp=t - timedelta(minutes=5))
+    TransactionFactory(owner=bob, customer_id="C", card_fingerprint="f1", timestamp=t - timedelta(minutes=5))
+    for i in range(2):
+        TransactionFactory(owner=alice, customer_id=f"Z{i}", card_fingerprint="", timestamp=t - timedelta(minutes=5))
+    no_card = TransactionFactory(owner=alice, customer_id="W", card_fingerprint="", timestamp=t)
+    offline = offline_by_id()
+
+    for tx, expected in ((target, (1.0, 3.0, 4.0)), (no_card, (0.0, 0.0, 0.0))):
+        on = online(tx)
+        np.testing.assert_allclose(on, offline[tx.pk], rtol=1e-6)
+        got = tuple(on[fx.FEATURE_INDEX[name]] for name in ("has_card", "card_n_1h", "card_n_1d"))
+        assert got == expected

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from accounts.services import user_create
+from fraud import features as fx
 from fraud.generator import default_start
 from fraud.models import Case, ModelStatus, ModelVersion, Transaction
 from fraud.services import history_generate, history_replay, model_train
@@ -48,7 +49,8 @@ class Command(BaseCommand):
             self.stdout.write(f"generating {DEMO_HISTORY['days']} days of demo history (once; about a minute)…")
             written = history_generate(owner=client, start=start, until=replay_from, **DEMO_HISTORY)
             self.stdout.write(f"wrote {written} transactions")
-        if not ModelVersion.objects.filter(status=ModelStatus.ACTIVE).exists():
+        active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
+        if active is None or active.feature_names != list(fx.FEATURE_NAMES):  # none yet, or an older feature set
             self.stdout.write("training the demo model (once)…")
             version = model_train(activate=True)
             v = version.metrics["validation"]
