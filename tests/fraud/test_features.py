@@ -124,7 +124,9 @@ def test_card_velocity_counts_only_the_same_card_of_the_same_client(alice, bob):
     t = datetime(2026, 4, 12, 9, 0, tzinfo=UTC)
     target = TransactionFactory(owner=alice, customer_id="C", card_fingerprint="f1", timestamp=t)
     for i in range(3):  # the card used by other customers: a classic stolen-card pattern
-        TransactionFactory(owner=alice, customer_id=f"X{i}", card_fingerprint="f1", timestamp=t - timedelta(minutes=10 * (i + 1)))
+        TransactionFactory(
+            owner=alice, customer_id=f"X{i}", card_fingerprint="f1", timestamp=t - timedelta(minutes=10 * (i + 1))
+        )
     TransactionFactory(owner=alice, customer_id="X9", card_fingerprint="f1", timestamp=t - timedelta(hours=5))
     TransactionFactory(owner=alice, customer_id="Y", card_fingerprint="f2", timestamp=t - timedelta(minutes=5))
     TransactionFactory(owner=bob, customer_id="C", card_fingerprint="f1", timestamp=t - timedelta(minutes=5))

@@ -55,7 +55,10 @@ def test_the_deployment_checklist_passes_under_production_settings():
 
 
 def test_in_production_the_schema_and_docs_need_a_signed_in_user():
-    strong = {name: secrets.token_urlsafe(48) for name in ("SECRET_KEY", "JWT_SECRET", "ENCRYPTION_KEY", "AUDIT_MAC_KEY", "PAN_FINGERPRINT_KEY")}
+    strong = {
+        name: secrets.token_urlsafe(48)
+        for name in ("SECRET_KEY", "JWT_SECRET", "ENCRYPTION_KEY", "AUDIT_MAC_KEY", "PAN_FINGERPRINT_KEY")
+    }
     env = {"ENVIRONMENT": "production", "ALLOWED_HOSTS": "testserver", **strong}
     expr = (
         "[__import__('django.test', fromlist=['Client']).Client().get(p, secure=True).status_code"
