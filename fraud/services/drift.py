@@ -13,6 +13,9 @@ from fraud import features as fx
 from fraud.feature_store import features_for_stored
 from fraud.models import DriftReport, ModelVersion, Transaction
 
+# One day is all weekday or all weekend by construction; its calendar flags always "drift".
+CALENDAR_FEATURES = {"is_night", "is_weekend"}
+
 
 def drift_report_compute(*, day: date) -> list[DriftReport]:
     """One report per model that scored traffic on ``day`` (UTC) and has reference
@@ -36,7 +39,7 @@ def drift_report_compute(*, day: date) -> list[DriftReport]:
         feature_psi = {
             name: round(drift.psi(ref["shares"], drift.shares(x[:, fx.FEATURE_INDEX[name]], ref["edges"])), 6)
             for name, ref in reference["features"].items()
-            if name in fx.FEATURE_INDEX
+            if name in fx.FEATURE_INDEX and name not in CALENDAR_FEATURES
         }
         with transaction.atomic():
             report, _ = DriftReport.objects.update_or_create(
