@@ -7,7 +7,10 @@ import os
 from pathlib import Path
 
 from celery import Celery, Task
+from celery.signals import before_task_publish, task_postrun, task_prerun
 from django.db import InterfaceError, OperationalError
+
+from cipherguard import context
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cipherguard.settings")
 
@@ -38,3 +41,26 @@ def _ensure_filesystem_queue() -> None:
 
 if str(app.conf.broker_url).startswith("filesystem"):
     _ensure_filesystem_queue()
+
+
+# The request's correlation id travels with every task it enqueues, so a batch job's log lines
+# can be tied back to the upload that started it.
+REQUEST_ID_HEADER = "cipherguard_request_id"
+
+
+@before_task_publish.connect
+def _carry_request_id(headers: dict | None = None, **kwargs: object) -> None:
+    rid = context.request_id.get()
+    if headers is not None and rid:
+        headers.setdefault(REQUEST_ID_HEADER, rid)
+
+
+@task_prerun.connect
+def _restore_request_id(task: Task | None = None, **kwargs: object) -> None:
+    rid = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
+    context.request_id.set(context.new_request_id(rid))
+
+
+@task_postrun.connect
+def _forget_request_id(**kwargs: object) -> None:
+    context.request_id.set("")

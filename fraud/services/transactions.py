@@ -31,6 +31,24 @@ from fraud.models import (
 from fraud.scoring import ActiveModel, Thresholds, runtime
 
 logger = logging.getLogger(__name__)
+decisions = logging.getLogger("cipherguard.decisions")
+
+
+def _log_decision(tx: Transaction, model_version: str) -> None:
+    """One structured event per scored transaction (ids, score, decision, model, reason codes;
+    never the card)."""
+    decisions.info(
+        "fraud decision",
+        extra={
+            "event": "fraud.decision",
+            "owner_id": tx.owner_id,
+            "transaction_id": tx.transaction_id,
+            "fraud_score": tx.fraud_score,
+            "decision": tx.decision,
+            "model_version": model_version,
+            "reasons": [r["code"] for r in tx.reasons],
+        },
+    )
 
 
 class IdempotencyConflictError(Exception):
@@ -185,6 +203,7 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
             return _replay_or_conflict(client, data)
         except LookupError:
             raise IntegrityError(f"transaction {tx.transaction_id!r} could not be stored") from None
+    _log_decision(tx, model.version)
     return ScoreOutcome(tx, model.version, created=True)
 
 
@@ -254,6 +273,7 @@ def transactions_score_many(*, client: User, items: list[dict[str, Any]]) -> lis
     for i, data in enumerate(items):
         tid = data["transaction_id"]
         if first.get(tid) == i:
+            _log_decision(new[tid], model.version)
             outcomes.append(ItemOutcome(201, new[tid], model.version))
             continue
         original = stored.get(tid) or new[tid]
