@@ -28,7 +28,3 @@ class User(AbstractUser):
     @property
     def is_api_client(self) -> bool:
         return self.role == Role.API_CLIENT
-
-    @property
-    def is_analyst(self) -> bool:
-        return self.role in {Role.ANALYST, Role.ADMIN}

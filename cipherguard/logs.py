@@ -7,6 +7,7 @@ import logging
 import re
 
 from cipherguard import context
+from fraud.cards import luhn_valid
 
 # 12–19 digits, optionally grouped by spaces or dashes; redacted only when Luhn-valid, so order
 # numbers and timestamps survive.
@@ -16,20 +17,10 @@ _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
 def redact(text: str) -> str:
     def pan(match: re.Match[str]) -> str:
         digits = re.sub(r"[ -]", "", match.group(0))
-        return "[PAN]" if 12 <= len(digits) <= 19 and _luhn(digits) else match.group(0)
+        return "[PAN]" if 12 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
 
     text = _JWT.sub("[TOKEN]", text)
     text = _BEARER.sub(r"\1[TOKEN]", text)

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import os
 import re
-from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -63,14 +62,6 @@ def key_id(secret: str) -> str:
     return hashlib.sha256(_derive(secret, b"pan-key-id")).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class StoredCard:
-    first6: str
-    last4: str
-    fingerprint: str
-    ciphertext: str
-
-
 class CardVault:
     """Encrypts with the current key; decrypts with the current or any older key."""
 
@@ -96,9 +87,3 @@ class CardVault:
 
     def key_of(self, token: str) -> str:
         return token.split(":", 2)[1]
-
-    def store(self, pan: str) -> StoredCard:
-        pan = validate_pan(pan)
-        return StoredCard(
-            first6=pan[:6], last4=pan[-4:], fingerprint=self.fingerprint(pan), ciphertext=self.encrypt(pan)
-        )

@@ -211,25 +211,39 @@ def load_history(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, np.ndarray]
     return frame_from_rows(rows)
 
 
+def history_needed(
+    *, owner_id: int, customers: set[str], merchants: set[str], cards: set[str], t_min: datetime, label_delay_days: int
+) -> Q:
+    """The stored rows that features of transactions from ``t_min`` on can read: their
+    customers' last 30 days, their merchants' last 30 days plus the label delay, and their
+    cards' last day. (An upper time bound is the caller's.)"""
+    return Q(owner_id=owner_id) & (
+        Q(customer_id__in=customers, timestamp__gte=t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values())))
+        | Q(
+            merchant_id__in=merchants,
+            timestamp__gte=t_min - _us(label_delay_days * fx.DAY + max(fx.MERCHANT_WINDOWS.values())),
+        )
+        | Q(card_fingerprint__in={c for c in cards if c}, timestamp__gte=t_min - _us(max(fx.CARD_WINDOWS.values())))
+    )
+
+
 def features_for_new(owner_id: int, items: list[PendingTransaction], *, label_delay_days: int) -> np.ndarray:
     """Feature rows for many not-yet-stored transactions of one owner, vectorised: one query for
-    the history they need (their customers' last 30 days, their merchants' last 30 days plus the
-    label delay), then ``features.features_offline`` over history + the new rows themselves. A
-    new row sees the stored history and the other new rows strictly before its time — exactly
-    what training sees (the offline path is tested equal to the online one)."""
+    the history they need (``history_needed``), then ``features.features_offline`` over history
+    + the new rows themselves. A new row sees the stored history and the other new rows strictly
+    before its time — exactly what training sees (the offline path is tested equal to the online
+    one)."""
     if not items:
         return np.zeros((0, len(fx.FEATURE_NAMES)), dtype=np.float32)
-    t_min = min(i.timestamp for i in items)
-    t_max = max(i.timestamp for i in items)
-    customer_from = t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values()))
-    merchant_from = t_min - _us(label_delay_days * fx.DAY + max(fx.MERCHANT_WINDOWS.values()))
-    cards = {i.card_fingerprint for i in items if i.card_fingerprint}
-    history = Transaction.objects.filter(owner_id=owner_id, timestamp__lt=t_max).filter(
-        Q(customer_id__in={i.customer_id for i in items}, timestamp__gte=customer_from)
-        | Q(merchant_id__in={i.merchant_id for i in items}, timestamp__gte=merchant_from)
-        | Q(card_fingerprint__in=cards, timestamp__gte=t_min - _us(max(fx.CARD_WINDOWS.values())))
+    needed = history_needed(
+        owner_id=owner_id,
+        customers={i.customer_id for i in items},
+        merchants={i.merchant_id for i in items},
+        cards={i.card_fingerprint for i in items},
+        t_min=min(i.timestamp for i in items),
+        label_delay_days=label_delay_days,
     )
-    stored, _ = load_history(history)
+    stored, _ = load_history(Transaction.objects.filter(needed, timestamp__lt=max(i.timestamp for i in items)))
     new, _ = frame_from_rows(
         (
             0,
@@ -250,27 +264,34 @@ def features_for_new(owner_id: int, items: list[PendingTransaction], *, label_de
 
 
 def features_for_stored(
-    owner_ids_and_rows: QuerySet[Transaction], *, label_delay_days: int, limit: int = 20_000
+    rows: QuerySet[Transaction], *, label_delay_days: int, limit: int = 20_000
 ) -> tuple[np.ndarray, np.ndarray]:
     """Feature rows of stored transactions (at most ``limit``, in time order), computed the
     offline way from the history they need. Returns (ids, features)."""
-    targets = list(owner_ids_and_rows.order_by("timestamp", "id").values_list(*HISTORY_FIELDS)[:limit])
+    targets = list(rows.order_by("timestamp", "id").values_list(*HISTORY_FIELDS)[:limit])
     if not targets:
         return np.zeros(0, dtype=np.int64), np.zeros((0, len(fx.FEATURE_NAMES)), dtype=np.float32)
     t_min, t_max = targets[0][6], targets[-1][6]
-    span = _us(label_delay_days * fx.DAY + max(fx.MERCHANT_WINDOWS.values(), default=0))
     needed = Q()
     for owner_id in {t[1] for t in targets}:
         mine = [t for t in targets if t[1] == owner_id]
-        needed |= Q(owner_id=owner_id) & (
-            Q(customer_id__in={t[2] for t in mine}, timestamp__gte=t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values())))
-            | Q(merchant_id__in={t[3] for t in mine}, timestamp__gte=t_min - span)
-            | Q(
-                card_fingerprint__in={t[10] for t in mine if t[10]},
-                timestamp__gte=t_min - _us(max(fx.CARD_WINDOWS.values())),
-            )
+        needed |= history_needed(
+            owner_id=owner_id,
+            customers={t[2] for t in mine},
+            merchants={t[3] for t in mine},
+            cards={t[10] for t in mine},
+            t_min=t_min,
+            label_delay_days=label_delay_days,
         )
     history, history_ids = load_history(Transaction.objects.filter(needed, timestamp__lte=t_max))
     wanted = np.isin(history_ids, np.array([t[0] for t in targets], dtype=np.int64))
     target_frame = fx.Frame(**{name: getattr(history, name)[wanted] for name in fx.Frame.__dataclass_fields__})
     return history_ids[wanted], fx.features_offline(history, target_frame, label_delay_days=label_delay_days)
+
+
+def refresh_statistics() -> None:
+    """After a bulk load the planner's statistics are stale (it then misjudges the feature
+    queries' index scans); refresh them now rather than waiting for autovacuum."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Transaction._meta.db_table}")

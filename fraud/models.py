@@ -45,12 +45,6 @@ class TransactionQuerySet(models.QuerySet["Transaction"]):
     def for_customer(self, customer_id: str) -> TransactionQuerySet:
         return self.filter(customer_id=customer_id)
 
-    def flagged(self) -> TransactionQuerySet:
-        return self.filter(decision__in=[Decision.REVIEW, Decision.DECLINE])
-
-    def labelled_fraud(self) -> TransactionQuerySet:
-        return self.filter(label=Label.FRAUD)
-
 
 class ModelVersion(models.Model):
     """A trained model: its ONNX artifact (bytes kept in the database so every web and worker
@@ -216,9 +210,6 @@ class CaseQuerySet(models.QuerySet["Case"]):
 
     def overdue(self, now: object) -> CaseQuerySet:
         return self.active().filter(due_at__lt=now)
-
-    def unassigned(self) -> CaseQuerySet:
-        return self.filter(assignee__isnull=True)
 
 
 class Case(models.Model):

@@ -118,8 +118,5 @@ class Runtime:
             raise NoActiveModelError("no active model: train one with `manage.py train_model --activate`")
         return self._model, self._thresholds
 
-    def loaded_version(self) -> str | None:
-        return self._model.version if self._model else None
-
 
 runtime = Runtime()

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -212,12 +213,9 @@ def batch_jobs_resume_stalled(*, stalled_for: timedelta | None = None) -> list[i
     cutoff = timezone.now() - (stalled_for or timedelta(seconds=settings.BATCH_STALL_SECONDS))
     stalled = list(
         BatchJob.objects.filter(status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
-        .filter(heartbeat_at__lt=cutoff)
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
+        .order_by("pk")
         .values_list("pk", flat=True)
-    ) + list(
-        BatchJob.objects.filter(
-            status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING], heartbeat_at__isnull=True, created_at__lt=cutoff
-        ).values_list("pk", flat=True)
     )
     for job_id in stalled:
         _enqueue(job_id)

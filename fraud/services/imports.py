@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import connection
 from rest_framework import serializers
 
 from accounts.models import User
+from fraud.feature_store import refresh_statistics
 from fraud.models import Channel, Label, LabelSource, Transaction
 from fraud.services.transactions import canonical_hash
 from fraud.validation import (
@@ -140,9 +140,7 @@ def history_import_csv(*, owner: User, file: IO[bytes], batch_size: int = 5000) 
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ImportFileError(f"not a UTF-8 CSV file: {exc}") from None
     Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Transaction._meta.db_table}")  # fresh planner statistics after a bulk load
+    refresh_statistics()
     report.imported = Transaction.objects.owned_by(owner.pk).count() - existing
     report.already_present = report.rows - len(report.bad) - report.imported
     return report

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -21,7 +21,7 @@ from audit.services import audit_record
 from fraud import features as fx
 from fraud import reasons as reason_text
 from fraud.cards import CardVault
-from fraud.feature_store import PendingTransaction, features_for_new, features_online
+from fraud.feature_store import PendingTransaction, features_for_new, features_online, refresh_statistics
 from fraud.generator import Generated, generate
 from fraud.models import (
     Label,
@@ -75,9 +75,12 @@ def card_vault() -> CardVault:
     )
 
 
-def canonical_hash(data: dict[str, Any]) -> str:
+def canonical_hash(data: dict[str, Any], *, card_fingerprint: str | None = None) -> str:
     """SHA-256 of a validated transaction body in canonical form: equal bodies (``10`` and
-    ``"10.00"``, any timezone offset for the same instant) hash alike."""
+    ``"10.00"``, any timezone offset for the same instant) hash alike. Pass the card's
+    fingerprint when it is already known, to save computing it again."""
+    if card_fingerprint is None:
+        card_fingerprint = card_vault().fingerprint(data["card_number"]) if data.get("card_number") else ""
     canonical = {
         "transaction_id": data["transaction_id"],
         "customer_id": data["customer_id"],
@@ -88,7 +91,7 @@ def canonical_hash(data: dict[str, Any]) -> str:
         "channel": data.get("channel") or "",
         "timestamp": fx.to_epoch_us(data["timestamp"]),
         # The card by its keyed fingerprint: the PAN itself goes nowhere but the vault.
-        "card": card_vault().fingerprint(data["card_number"]) if data.get("card_number") else "",
+        "card": card_fingerprint,
     }
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
@@ -110,6 +113,7 @@ def _scored(
     *,
     client: User,
     data: dict[str, Any],
+    pending: PendingTransaction,
     features: np.ndarray,
     score: float,
     deltas: np.ndarray,
@@ -130,12 +134,12 @@ def _scored(
         "country": data["country"],
         "channel": channel,
     }
-    card = card_vault().store(data["card_number"]) if data.get("card_number") else None
+    pan = data.get("card_number") or ""  # validated by the serializer; fingerprinted in `pending`
     return Transaction(
-        card_first6=card.first6 if card else "",
-        card_last4=card.last4 if card else "",
-        card_fingerprint=card.fingerprint if card else "",
-        card_ciphertext=card.ciphertext if card else "",
+        card_first6=pan[:6],
+        card_last4=pan[-4:],
+        card_fingerprint=pending.card_fingerprint,
+        card_ciphertext=card_vault().encrypt(pan) if pan else "",
         owner=client,
         transaction_id=data["transaction_id"],
         customer_id=data["customer_id"],
@@ -145,7 +149,7 @@ def _scored(
         country=data["country"],
         channel=channel,
         timestamp=data["timestamp"],
-        request_hash=canonical_hash(data),
+        request_hash=canonical_hash(data, card_fingerprint=pending.card_fingerprint),
         fraud_score=score,
         decision=thresholds.decide(score),
         reasons=reason_text.describe(contributions, features, context),
@@ -180,9 +184,11 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
 
     model, thresholds = runtime.current()
     shadow = runtime.shadow()
-    row = features_online(_pending(client, data), label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
+    pending = _pending(client, data)
+    row = features_online(pending, label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
     scores, deltas = model.scorer.score_with_reasons(row)
     tx = _scored(
+        pending=pending,
         shadow=shadow,
         shadow_score=shadow.scorer.predict(row)[0] if shadow else None,
         client=client,
@@ -239,15 +245,15 @@ def transactions_score_many(*, client: User, items: list[dict[str, Any]]) -> lis
         if tid not in stored and tid not in first:
             first[tid] = i
             fresh.append(i)
-    features = features_for_new(
-        client.pk, [_pending(client, items[i]) for i in fresh], label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS
-    )
+    pendings = [_pending(client, items[i]) for i in fresh]
+    features = features_for_new(client.pk, pendings, label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
     scores, deltas = model.scorer.score_with_reasons(features) if fresh else (np.zeros(0), np.zeros((0, 0)))
     shadow = runtime.shadow()
     shadow_scores = shadow.scorer.predict(features) if shadow is not None and fresh else None
     now = timezone.now()
     new = {
         ids[i]: _scored(
+            pending=pendings[k],
             client=client,
             data=items[i],
             features=features[k],
@@ -359,11 +365,7 @@ def history_generate(
             Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
             batch.clear()
     Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
-    if connection.vendor == "postgresql":
-        # A bulk load leaves the planner with stale statistics (it then misjudges the feature
-        # queries' index scans); refresh them now rather than waiting for autovacuum.
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {Transaction._meta.db_table}")
+    refresh_statistics()
     return Transaction.objects.owned_by(owner.pk).count() - existing
 
 

@@ -92,6 +92,14 @@ def test_batch_jobs_refuse_card_numbers_before_storing_anything(alice_api, activ
     items = [body(transaction_id="b1", card_number=VISA), body(transaction_id="b2")]
     job_id = alice_api.post("/api/v1/batches/", {"transactions": items}, format="json").json()["id"]
     assert VISA not in json.dumps(list(BatchChunk.objects.filter(job_id=job_id).values_list("rows", flat=True)))
+    from fraud.models import BatchItem
+    from fraud.services import batch_process_next_chunk
+
+    while batch_process_next_chunk(job_id=job_id):
+        pass
+    items_by_row = {i.row: i for i in BatchItem.objects.filter(job_id=job_id)}
+    assert items_by_row[1].status == 400 and "card_number" in items_by_row[1].errors  # reported, not dropped
+    assert items_by_row[2].status == 201
 
 
 def test_keys_rotate_and_old_ciphertexts_stay_readable_meanwhile(alice_api, alice, active_model, settings):
