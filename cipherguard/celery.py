@@ -3,16 +3,34 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
+import time
 from pathlib import Path
 
-from celery import Celery, Task
-from celery.signals import before_task_publish, task_postrun, task_prerun
-from django.db import InterfaceError, OperationalError
+# A worker serving metrics (METRICS_PORT) needs prometheus_client's multiprocess mode, chosen when
+# prometheus_client is first imported, before any pool process forks: this module is the first
+# of ours a `celery` process imports. Containers set PROMETHEUS_MULTIPROC_DIR themselves.
+if os.environ.get("METRICS_PORT", "0").strip() not in ("", "0") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cipherguard-worker-metrics-")
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
-from cipherguard import context
+from celery import Celery, Task  # noqa: E402 - after the environment above
+from celery.signals import (  # noqa: E402
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_shutdown,
+)
+from django.db import InterfaceError, OperationalError  # noqa: E402
+
+from cipherguard import context  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cipherguard.settings")
+logger = logging.getLogger(__name__)
 
 
 class CipherGuardTask(Task):
@@ -49,18 +67,67 @@ REQUEST_ID_HEADER = "cipherguard_request_id"
 
 
 @before_task_publish.connect
-def _carry_request_id(headers: dict | None = None, **kwargs: object) -> None:
+def _carry_request_id(sender: str | None = None, headers: dict | None = None, **kwargs: object) -> None:
+    from cipherguard import metrics
+
     rid = context.request_id.get()
     if headers is not None and rid:
         headers.setdefault(REQUEST_ID_HEADER, rid)
+    metrics.CELERY_TASKS_SENT.labels(sender or "unknown").inc()
+
+
+# Task start times by task id, in the process running the task (prerun and postrun fire there).
+_started: dict[str, float] = {}
 
 
 @task_prerun.connect
-def _restore_request_id(task: Task | None = None, **kwargs: object) -> None:
+def _restore_request_id(task_id: str | None = None, task: Task | None = None, **kwargs: object) -> None:
     rid = getattr(task.request, REQUEST_ID_HEADER, None) if task is not None else None
     context.request_id.set(context.new_request_id(rid))
+    if task_id:
+        _started[task_id] = time.perf_counter()
 
 
 @task_postrun.connect
-def _forget_request_id(**kwargs: object) -> None:
+def _task_finished(
+    task_id: str | None = None, task: Task | None = None, state: str | None = None, **kwargs: object
+) -> None:
+    """Count the task by its final state (SUCCESS, FAILURE, RETRY) and time it."""
+    from cipherguard import metrics
+
     context.request_id.set("")
+    name = task.name if task is not None else "unknown"
+    started = _started.pop(task_id or "", None)
+    if started is not None:
+        metrics.CELERY_TASK_SECONDS.labels(name).observe(time.perf_counter() - started)
+    metrics.CELERY_TASKS.labels(name, state or "UNKNOWN").inc()
+
+
+@worker_init.connect
+def _serve_worker_metrics(**kwargs: object) -> None:
+    """With METRICS_PORT set, the worker's main process serves every pool process's metrics
+    (summed from PROMETHEUS_MULTIPROC_DIR, where files of a previous run are removed first: they
+    would be counted again; this process's own files, already open, stay)."""
+    from django.conf import settings
+
+    port = settings.METRICS_PORT
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not port or not directory:
+        return
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    for stale in Path(directory).glob("*.db"):
+        if not stale.stem.endswith(f"_{os.getpid()}"):
+            stale.unlink()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)
+    logger.info("worker metrics on port %s", port)
+
+
+@worker_process_shutdown.connect
+def _pool_process_gone(pid: int | None = None, **kwargs: object) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())

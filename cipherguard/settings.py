@@ -48,6 +48,16 @@ AUDIT_MAC_KEY = env_str("AUDIT_MAC_KEY", _DEV_AUDIT_MAC_KEY)
 # must not rotate with the encryption key or every card's history would be orphaned.
 ENCRYPTION_OLD_KEYS = tuple(env_list("ENCRYPTION_OLD_KEYS", []))
 PAN_FINGERPRINT_KEY = env_str("PAN_FINGERPRINT_KEY", _DEV_PAN_FINGERPRINT_KEY)
+# Seals `manage.py backup --encrypt` files and opens them on restore (cipherguard/backup.py).
+# Optional: without it backups are plain and must be protected by where they are kept. It must
+# not equal another secret: whoever holds a backup and this key must not also hold the key that
+# keys the audit chain or card encryption, so keep it in the secret store, apart from both.
+BACKUP_ENCRYPTION_KEY = env_str("BACKUP_ENCRYPTION_KEY")
+if BACKUP_ENCRYPTION_KEY:
+    if len(BACKUP_ENCRYPTION_KEY) < 32:
+        raise ImproperlyConfigured("BACKUP_ENCRYPTION_KEY must be at least 32 characters")
+    if BACKUP_ENCRYPTION_KEY in {SECRET_KEY, JWT_SECRET, ENCRYPTION_KEY, AUDIT_MAC_KEY, PAN_FINGERPRINT_KEY}:
+        raise ImproperlyConfigured("BACKUP_ENCRYPTION_KEY must differ from every other secret")
 
 if IS_PRODUCTION:
     _problems = []
@@ -101,6 +111,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Inside the session middleware: it marks the session after a write (read your own writes).
+    "cipherguard.replica.ReplicaStickinessMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "cipherguard.middleware.ApiNoStoreMiddleware",
@@ -170,6 +182,28 @@ else:
             },
         }
     }
+
+# Optional read replica (PostgreSQL streaming replica): read-only analytics opt in to it and fall
+# back to the primary when it is down, lags or the user just wrote (cipherguard/replica.py).
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_float("DATABASE_REPLICA_MAX_LAG_SECONDS", 10.0, minimum=0.0)
+DATABASE_REPLICA_CHECK_SECONDS = env_float("DATABASE_REPLICA_CHECK_SECONDS", 5.0, minimum=0.0)
+DATABASE_REPLICA_STICKY_SECONDS = env_float("DATABASE_REPLICA_STICKY_SECONDS", 30.0, minimum=0.0)
+if DATABASE_REPLICA_URL:
+    if not DATABASE_URL:
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL needs DATABASE_URL (a replica of PostgreSQL)")
+    _replica_pool = dict(DATABASES["default"]["OPTIONS"]["pool"])
+    # A replica that stops answering must fail fast: the view then runs again on the primary.
+    _replica_pool["timeout"] = min(DB_POOL_TIMEOUT, 2.0)
+    DATABASES["replica"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        **parse_postgres_url(DATABASE_REPLICA_URL),
+        "CONN_MAX_AGE": 0,
+        "OPTIONS": {"pool": _replica_pool},
+        # Tests read the replica of the test database itself.
+        "TEST": {"MIRROR": "default"},
+    }
+DATABASE_ROUTERS = ["cipherguard.replica.ReplicaRouter"]
 
 # --- Cache -------------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
@@ -373,6 +407,19 @@ RATE_LIMIT_USER_PER_HOUR = env_int("RATE_LIMIT_USER_PER_HOUR", 1000, minimum=1)
 RATE_LIMIT_BURST_PER_SECOND = env_int("RATE_LIMIT_BURST_PER_SECOND", 20, minimum=1)
 RATELIMIT_ENABLE = RATE_LIMIT_ENABLED
 RATELIMIT_USE_CACHE = "default"
+
+# --- Metrics -----------------------------------------------------------------------------------
+# /metrics (Prometheus). With METRICS_TOKEN set, scrapes must send `Authorization: Bearer <token>`;
+# without one it is open in development and closed (404) in production.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if IS_PRODUCTION and METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("Refusing to start in production: METRICS_TOKEN must be at least 32 characters")
+# The Celery worker serves its task metrics on this port (0: off); see cipherguard/celery.py.
+METRICS_PORT = env_int("METRICS_PORT", 0, minimum=0, maximum=65535)
+PROMETHEUS_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    float("inf"),
+)  # fmt: skip
 
 # --- HTTP --------------------------------------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1024)

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
+from django.core.signals import request_finished
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from cipherguard import metrics as metrics_
 from cipherguard.api import PROBLEM_CONTENT_TYPE, problem
 from fraud.scoring import NoActiveModelError, runtime
 
 logger = logging.getLogger(__name__)
+
+# Every process publishes its pool use after each request (the gauge sums live processes).
+request_finished.connect(metrics_.record_pool_usage, dispatch_uid="cipherguard-pool-metrics")
 
 
 @require_GET
@@ -57,6 +65,25 @@ def readyz(request: HttpRequest) -> JsonResponse:
         checks["model"] = "unknown"
     ready = all(v != "unavailable" and v != "unknown" for v in checks.values())
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+
+
+@require_GET
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics of every web process of this server, plus state from the database.
+
+    With ``METRICS_TOKEN`` set, only scrapes presenting it get in; without one the endpoint is
+    open in development and does not exist in production."""
+    token = settings.METRICS_TOKEN
+    if token:
+        presented = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(presented, f"Bearer {token}".encode()):
+            response = HttpResponse("metrics need the scrape token\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    elif settings.IS_PRODUCTION:
+        raise Http404
+    return HttpResponse(metrics_.exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
+from pathlib import Path
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -21,3 +23,22 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # One onnxruntime/OpenMP thread per worker: extra threads on shared cores made inference up to
 # 1000x slower under load.
 raw_env = ["OMP_NUM_THREADS=1"]
+
+# Prometheus multiprocess mode: every worker writes its metrics to files here and /metrics sums
+# them. Set before the app (and prometheus_client) is imported; emptied at each start so a
+# previous run's counts are not added again. One directory per server: never share it.
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(Path(__file__).resolve().parent.parent / "var" / "prometheus" / "web")
+)
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
+from cipherguard import metrics
 from fraud.models import BatchChunk, BatchItem, BatchJob, BatchStatus
 from fraud.scoring import NoActiveModelError, runtime
 from fraud.services.transactions import transactions_score_many
@@ -177,7 +178,7 @@ def batch_process_next_chunk(*, job_id: int) -> bool:
                 items.append(BatchItem(job=job, row=row, status=400, errors=errors))
             else:
                 valid.append((row, data))
-        outcomes = transactions_score_many(client=job.owner, items=[d for _, d in valid]) if valid else []
+        outcomes = transactions_score_many(client=job.owner, items=[d for _, d in valid], path="job") if valid else []
         for (row, _), outcome in zip(valid, outcomes, strict=True):
             errors = {"transaction_id": [outcome.detail]} if outcome.status == 409 else None
             items.append(
@@ -185,6 +186,8 @@ def batch_process_next_chunk(*, job_id: int) -> bool:
             )
         BatchItem.objects.bulk_create(items, batch_size=1000)
         bad = sum(1 for i in items if i.status >= 400)
+        scored = len(items) - bad
+        transaction.on_commit(lambda: metrics.record_batch_rows(scored=scored, failed=bad))
         job.failed += bad
         job.scored += len(items) - bad
         job.chunks_done += 1

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.services import audit_record
+from cipherguard import metrics
 from fraud import features as fx
 from fraud import reasons as reason_text
 from fraud.cards import CardVault
@@ -180,6 +181,14 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
     result (``created=False``); with a different body it raises ``IdempotencyConflictError``.
     The unique constraint on (owner, transaction_id) is the gate, so concurrent retries insert
     exactly one row: the losers hit the constraint and read the winner's row."""
+    with metrics.scoring_timer("single"):
+        outcome = _transaction_score(client=client, data=data)
+    if outcome.created:
+        metrics.record_scored("single", [outcome.transaction])
+    return outcome
+
+
+def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
     from fraud.services.cases import case_open_for  # cases depend on this module
 
     model, thresholds = runtime.current()
@@ -223,14 +232,22 @@ class ItemOutcome:
     detail: str = ""
 
 
-def transactions_score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcome]:
+def transactions_score_many(*, client: User, items: list[dict[str, Any]], path: str = "batch") -> list[ItemOutcome]:
     """Score many validated transactions of one client in one pass, with the same results and
     idempotency as ``transaction_score``: one history query, one vectorised feature computation,
-    one ONNX call, one bulk insert (and the cases, in the same transaction).
+    one ONNX call, one bulk insert (and the cases, in the same transaction). ``path`` labels the
+    metrics (``batch`` for the synchronous endpoint, ``job`` for batch jobs).
 
     Items whose id is already stored (or repeated earlier in ``items``) are replays or conflicts
     and are not scored again. If a concurrent request stores one of the ids first, the bulk
     insert fails as a whole and the items fall back to the one-by-one path, which sorts it out."""
+    with metrics.scoring_timer(path):
+        outcomes = _score_many(client=client, items=items)
+    metrics.record_scored(path, [o.transaction for o in outcomes if o.status == 201])
+    return outcomes
+
+
+def _score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcome]:
     from fraud.services.cases import case_open_for
 
     model, thresholds = runtime.current()
@@ -294,7 +311,7 @@ def transactions_score_many(*, client: User, items: list[dict[str, Any]]) -> lis
 
 def _one_by_one(client: User, data: dict[str, Any]) -> ItemOutcome:
     try:
-        outcome = transaction_score(client=client, data=data)
+        outcome = _transaction_score(client=client, data=data)  # counted by the caller
     except IdempotencyConflictError as exc:
         return ItemOutcome(409, exc.existing, "", str(exc))
     return ItemOutcome(201 if outcome.created else 200, outcome.transaction, outcome.model_version)

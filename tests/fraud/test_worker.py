@@ -39,12 +39,13 @@ def worker(postgres_tx, settings, tmp_path):
     }
     processes: list[subprocess.Popen] = []
 
-    def start() -> subprocess.Popen:
+    def start(concurrency: int = 1, **extra_env: str) -> subprocess.Popen:
         log = (tmp_path / f"worker-{len(processes)}.log").open("w")
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "cipherguard", "worker", "--concurrency=1", "--loglevel=INFO",
-             "-n", f"test-{os.getpid()}-{len(processes)}@%h", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "celery", "-A", "cipherguard", "worker", f"--concurrency={concurrency}",
+             "--loglevel=INFO", "-n", f"test-{os.getpid()}-{len(processes)}@%h", "--without-gossip",
+             "--without-mingle"],
+            cwd=ROOT, env={**env, **extra_env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         processes.append(process)
         return process
@@ -113,3 +114,32 @@ def test_killing_the_worker_mid_job_loses_and_duplicates_nothing(worker, alice_a
     rows = list(BatchItem.objects.filter(job=done).values_list("row", flat=True))
     assert len(rows) == 5000 and sorted(rows) == list(range(1, 5001))
     assert Transaction.objects.filter(owner=alice, transaction_id__startswith="k-").count() == 5000
+
+
+def test_the_worker_serves_its_task_metrics_summed_over_its_pool(
+    worker, alice_api, alice, active_model, settings, tmp_path
+):
+    """Two pool processes share the chunks; the main process's metrics endpoint sums both."""
+    from tests.ops.test_metrics import free_port, parse
+
+    settings.BATCH_CHUNK_SIZE = 50
+    port = free_port()
+    worker(concurrency=2, METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(300, prefix="m"))}, format="multipart").json()["id"]
+    wait_for(lambda: job(job_id).status == BatchStatus.SUCCEEDED, timeout=120, what="the job", logs=worker.logs)
+
+    import urllib.request
+
+    def scrape() -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310 - loopback
+            return parse(response.read().decode())
+
+    wait_for(lambda: scrape().get(("cipherguard_batch_rows_total", (("outcome", "scored"),))) == 300,
+             timeout=30, what="the worker's row count", logs=worker.logs)  # fmt: skip
+    metrics = scrape()
+    succeeded = metrics[
+        ("cipherguard_celery_tasks_total", (("state", "SUCCESS"), ("task", "fraud.tasks.batch_job_process")))
+    ]
+    assert succeeded == 6  # six chunks of 50, one task each
+    assert metrics[("cipherguard_celery_task_seconds_count", (("task", "fraud.tasks.batch_job_process"),))] == 6
+    assert metrics[("cipherguard_transactions_scored_total", (("path", "job"),))] == 300

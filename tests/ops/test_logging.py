@@ -79,7 +79,7 @@ def test_each_decision_is_logged_as_an_event_under_the_callers_request_id(json_l
 def test_the_request_id_travels_with_enqueued_tasks():
     from types import SimpleNamespace
 
-    from cipherguard.celery import REQUEST_ID_HEADER, _carry_request_id, _forget_request_id, _restore_request_id
+    from cipherguard.celery import REQUEST_ID_HEADER, _carry_request_id, _restore_request_id, _task_finished
 
     headers: dict = {}
     token = context.request_id.set("upload-7")
@@ -90,5 +90,5 @@ def test_the_request_id_travels_with_enqueued_tasks():
     assert headers == {REQUEST_ID_HEADER: "upload-7"}
     _restore_request_id(task=SimpleNamespace(request=SimpleNamespace(**headers)))
     assert context.request_id.get() == "upload-7"
-    _forget_request_id()
+    _task_finished()
     assert context.request_id.get() == ""
