@@ -38,9 +38,13 @@ def _resume_on_start(**kwargs: object) -> None:
 def model_retrain() -> str:
     """The scheduled retraining (see CELERY_BEAT_SCHEDULE): a candidate compared with the live
     model; promoted only by an admin or by the configured margin."""
+    from cipherguard.replica import analytics_reads
     from fraud.services import model_retrain as retrain
 
-    return retrain().version
+    # Months of history read for training and the like-for-like comparison: the replica's job
+    # when there is one (writes still go to the primary).
+    with analytics_reads():
+        return retrain().version
 
 
 @shared_task
@@ -50,6 +54,8 @@ def drift_report_daily() -> list[int]:
 
     from django.utils import timezone
 
+    from cipherguard.replica import analytics_reads
     from fraud.services.drift import drift_report_compute
 
-    return [r.pk for r in drift_report_compute(day=timezone.now().date() - timedelta(days=1))]
+    with analytics_reads():  # a finished day's rows: the replica has them
+        return [r.pk for r in drift_report_compute(day=timezone.now().date() - timedelta(days=1))]

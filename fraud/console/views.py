@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from rest_framework.exceptions import Throttled
 
 from cipherguard.ratelimit import Limit, RateLimiterUnavailable, enforce, ip_per_minute
+from cipherguard.replica import replica_reads
 from fraud.console import charts
 from fraud.console.forms import (
     AssignForm,
@@ -103,6 +104,7 @@ class LogoutView(auth_views.LogoutView):
 
 @require_GET
 @analyst_required
+@replica_reads
 def queue(request: HttpRequest) -> HttpResponse:
     form = QueueFilterForm(request.GET)
     # Invalid filters are shown with their errors and the default queue below them.
@@ -250,6 +252,7 @@ def bulk(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @analyst_required
+@replica_reads
 def dashboard(request: HttpRequest) -> HttpResponse:
     stats = dashboard_stats(now=timezone.now())
     short_days = [d[5:] for d in stats["days"]]
@@ -334,6 +337,7 @@ def batch_results(request: HttpRequest, job_id: int) -> StreamingHttpResponse:
 
 @require_GET
 @analyst_required
+@replica_reads
 def drift(request: HttpRequest) -> HttpResponse:
     reports = list(DriftReport.objects.select_related("model_version").order_by("-day")[:60])
     chronological = list(reversed(reports))
