@@ -38,6 +38,9 @@ _DEV_ENCRYPTION_KEY = "dev-insecure-encryption-key-change-me"  # noqa: S105
 _DEV_AUDIT_MAC_KEY = "dev-insecure-audit-mac-key-change-me"  # noqa: S105
 _DEV_PAN_FINGERPRINT_KEY = "dev-insecure-pan-fingerprint-key-change-me"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET_KEY)
+# Previous SECRET_KEYs, comma-separated, during a rotation: sessions and password-reset links
+# signed with them stay valid (docs/runbooks/rotate-keys.md).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 JWT_SECRET = env_str("JWT_SECRET", _DEV_JWT_SECRET)
 ENCRYPTION_KEY = env_str("ENCRYPTION_KEY", _DEV_ENCRYPTION_KEY)
 # Keys the audit trail's HMAC chain. Kept out of the database on purpose: whoever can rewrite the
@@ -451,6 +454,8 @@ if IS_PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Probes and scrapes come over plain HTTP from inside the cluster, not through the proxy.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
