@@ -41,5 +41,8 @@ class RedactingFilter(logging.Filter):
 
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = context.request_id.get() or "-"
+        # django.request logs a 4xx/5xx after the middleware chain has returned (and reset the
+        # context), but hands the request along: its id is on it.
+        request = getattr(record, "request", None)
+        record.request_id = context.request_id.get() or getattr(request, "request_id", None) or "-"
         return True

@@ -76,6 +76,15 @@ def test_each_decision_is_logged_as_an_event_under_the_callers_request_id(json_l
     assert "4111111111111111" not in json.dumps(json_log())
 
 
+def test_djangos_own_request_log_lines_carry_the_request_id(json_log, alice_api, active_model):
+    """django.request logs a 4xx after the middleware returned: the id still reaches the line."""
+    response = alice_api.post(URL, body(amount="-5"), format="json", HTTP_X_REQUEST_ID="corr-400")
+    assert response.status_code == 400
+    lines = [line for line in json_log() if line["logger"] == "django.request"]
+    assert lines and all(line["request_id"] == "corr-400" for line in lines)
+    assert lines[-1]["status_code"] == 400
+
+
 def test_the_request_id_travels_with_enqueued_tasks():
     from types import SimpleNamespace
 
