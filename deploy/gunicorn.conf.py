@@ -23,6 +23,8 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # One onnxruntime/OpenMP thread per worker: extra threads on shared cores made inference up to
 # 1000x slower under load.
 raw_env = ["OMP_NUM_THREADS=1"]
+# gunicorn 27's control socket lives under $HOME, read-only in our containers; we do not use it.
+control_socket_disable = True
 
 # Prometheus multiprocess mode: every worker writes its metrics to files here and /metrics sums
 # them. Set before the app (and prometheus_client) is imported; emptied at each start so a
@@ -42,3 +44,33 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+# gunicorn's own lines (start, worker boot and exit, timeouts) in the app's format, so one log
+# pipeline parses everything; `request_id` is "-" on them.
+_debug = os.environ.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+if os.environ.get("LOG_FORMAT", "plain" if _debug else "json") == "json":
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "cipherguard.logs.RequestIdFilter"}},
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            }
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["request_id"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            "gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False},
+            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+    }
