@@ -10,8 +10,9 @@ from cipherguard import context
 from fraud.cards import luhn_valid
 
 # 12–19 digits, optionally grouped by spaces or dashes; redacted only when Luhn-valid, so order
-# numbers and timestamps survive.
-_PAN = re.compile(r"(?<![0-9])(?:[0-9][ -]?){11,18}[0-9](?![0-9])")
+# numbers and timestamps survive. Not the fraction of a decimal number: a metric logged as
+# 0.9718... has a one-in-ten chance of passing Luhn.
+_PAN = re.compile(r"(?<![0-9])(?<![0-9]\.)(?:[0-9][ -]?){11,18}[0-9](?![0-9])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")

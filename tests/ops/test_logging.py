@@ -27,6 +27,9 @@ from tests.fraud.test_scoring_api import URL, body
         ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer [TOKEN]"),
         ("token eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyX2lkIjoxfQ.sig-nature_1", "token [TOKEN]"),
         ("timestamp 20261127103000 stays", "timestamp 20261127103000 stays"),
+        # A metric's fraction whose 16 digits happen to pass Luhn is not a card.
+        ("auc_roc: 0.9718222190634463,", "auc_roc: 0.9718222190634463,"),
+        ("pan 4111111111111111.", "pan [PAN]."),
     ],
 )
 def test_redaction(raw, expected):
