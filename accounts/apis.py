@@ -1,15 +1,17 @@
 """Token endpoints: simplejwt's views, with successful token requests audited (failures are
-audited by the login-failed signal that authenticate() sends)."""
+audited by the login-failed signal that authenticate() sends); and "who am I"."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings
@@ -19,7 +21,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts.models import User
 from accounts.services import auth_attempt_record
-from cipherguard.api import problems
+from cipherguard.api import IsApiClient, problems
 from cipherguard.ratelimit import TokenThrottle
 
 TOKEN_PAIR = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
@@ -89,3 +91,35 @@ class TokenRefreshApi(TokenRefreshView):
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().post(request, *args, **kwargs)
+
+
+class WhoAmIApi(APIView):
+    """The calling client as the API sees it: a cheap way to check credentials and quota. (Also
+    the benchmark's framework ceiling: the same authentication, rate limits and DRF as scoring,
+    and no other work.)"""
+
+    permission_classes = [IsApiClient]
+
+    @extend_schema(
+        operation_id="auth_whoami",
+        responses={
+            200: inline_serializer(
+                "WhoAmI",
+                {
+                    "username": serializers.CharField(),
+                    "requests_per_hour": serializers.IntegerField(),
+                    "burst_per_second": serializers.IntegerField(),
+                },
+            ),
+            **problems(401, 403),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        user = request.user
+        return Response(
+            {
+                "username": user.get_username(),
+                "requests_per_hour": user.api_requests_per_hour or settings.RATE_LIMIT_USER_PER_HOUR,
+                "burst_per_second": user.api_burst_per_second or settings.RATE_LIMIT_BURST_PER_SECOND,
+            }
+        )

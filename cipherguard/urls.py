@@ -5,13 +5,14 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from accounts.apis import TokenObtainApi, TokenRefreshApi
+from accounts.apis import TokenObtainApi, TokenRefreshApi, WhoAmIApi
 from cipherguard import views
 from fraud import apis, batch_apis
 
 api_v1 = [
     path("auth/token/", TokenObtainApi.as_view(), name="token-obtain"),
     path("auth/token/refresh/", TokenRefreshApi.as_view(), name="token-refresh"),
+    path("auth/whoami/", WhoAmIApi.as_view(), name="whoami"),
     path("transactions/", apis.TransactionsApi.as_view(), name="transactions"),
     path("transactions/batch/", apis.TransactionBatchScoreApi.as_view(), name="transactions-batch"),
     path("transactions/<str:transaction_id>/", apis.TransactionDetailApi.as_view(), name="transaction-detail"),
