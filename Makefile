@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate worker test lint format clean
+.PHONY: install run migrate worker test bench lint format clean
 
 install: $(STAMP)  ## create .venv and install pinned dependencies (idempotent)
 
@@ -34,6 +34,10 @@ worker: migrate  ## a Celery worker alone (production runs these separately from
 
 test: install  ## run the test suite (SQLite by default; DATABASE_URL/REDIS_URL select real services)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install  ## load CipherGuard on this machine (PostgreSQL, Redis, wrk) and print the table; see bench/run.py
+	@command -v wrk >/dev/null 2>&1 || { if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: install  ## ruff check and format check
 	$(BIN)/ruff check .

@@ -12,12 +12,23 @@ client and window (not one per refused request, which would let a flood fill the
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
+from django.core.cache import caches
+from django_ratelimit import ALL
+from django_ratelimit.core import (  # the window and key helpers: django-ratelimit==4.1.0 is pinned
+    _SIMPLE_KEYS,
+    EXPIRATION_FUDGE,
+    _get_window,
+    _make_cache_key,
+    _split_rate,
+    get_usage,
+)
+from django_redis.cache import RedisCache
 from rest_framework import exceptions
 
 logger = logging.getLogger(__name__)
@@ -64,19 +75,53 @@ API_LIMITS = (Limit("api-hour", "user", user_hourly_quota), Limit("api-burst", "
 TOKEN_LIMITS = (Limit("token-ip", "ip", ip_per_minute),)
 
 
+def _usages_pipelined(cache: Any, request: Any, limits: tuple[Limit, ...]) -> list[dict[str, Any]]:
+    """django-ratelimit's fixed-window counting (same keys, windows and expiry), for every limit
+    in ONE Redis round trip instead of two per limit: the API's two limits cost 4 round trips,
+    ~0.6 ms of every scoring request, before this."""
+    pipe = cache.client.get_client(write=True).pipeline(transaction=False)
+    windows = []
+    for limit in limits:
+        value = _SIMPLE_KEYS["ip"](request) if limit.key == "ip" else user_key(limit.group, request)
+        rate = limit.rate(limit.group, request) if callable(limit.rate) else limit.rate
+        allowed, period = _split_rate(rate)
+        window = _get_window(value, period)
+        key = cache.make_key(_make_cache_key(limit.group, window, rate, value, ALL))
+        pipe.set(key, 0, ex=period + EXPIRATION_FUDGE, nx=True)
+        pipe.incr(key)
+        windows.append((allowed, window))
+    counts = pipe.execute()[1::2]
+    now = int(time.time())
+    return [
+        {"count": count, "limit": allowed, "should_limit": count > allowed, "time_left": window - now}
+        for count, (allowed, window) in zip(counts, windows, strict=True)
+    ]
+
+
+def _usages(request: Any, limits: tuple[Limit, ...]) -> list[dict[str, Any] | None]:
+    cache = caches[settings.RATELIMIT_USE_CACHE]
+    if isinstance(cache, RedisCache):
+        return list(_usages_pipelined(cache, request, limits))
+    return [
+        get_usage(
+            request, group=limit.group, key="ip" if limit.key == "ip" else user_key, rate=limit.rate, increment=True
+        )
+        for limit in limits
+    ]
+
+
 def enforce(request: Any, limits: tuple[Limit, ...], *, fail_closed: bool) -> None:
     """Count this request against each limit; raise Throttled (429) when one is exceeded."""
     if not settings.RATE_LIMIT_ENABLED:
         return
-    for limit in limits:
-        key = "ip" if limit.key == "ip" else user_key
-        try:
-            usage = get_usage(request, group=limit.group, key=key, rate=limit.rate, increment=True)
-        except Exception as exc:  # the counter store is down: the endpoint's decided behaviour
-            logger.warning("rate limiter unavailable (%s) on %s", type(exc).__name__, limit.group)
-            if fail_closed:
-                raise RateLimiterUnavailable() from None
-            return
+    try:
+        usages = _usages(request, limits)
+    except Exception as exc:  # the counter store is down: the endpoint's decided behaviour
+        logger.warning("rate limiter unavailable (%s) on %s", type(exc).__name__, ",".join(lm.group for lm in limits))
+        if fail_closed:
+            raise RateLimiterUnavailable() from None
+        return
+    for limit, usage in zip(limits, usages, strict=True):
         if usage is None:
             continue
         if usage["should_limit"]:

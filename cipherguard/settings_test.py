@@ -28,3 +28,5 @@ AXES_ENABLED = False
 # Rate limits would trip over the suite's bursts of requests; tests/security/test_rate_limits.py
 # turns them on.
 RATE_LIMIT_ENABLED = False
+# Tests change users and expect the next request to see it; the cache has its own tests.
+API_USER_CACHE_SECONDS = 0.0

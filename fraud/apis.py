@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +24,7 @@ from fraud.validation import (
     StrictSerializer,
     TransactionInputSerializer,
     currency_decimals,
+    validate_transaction,
 )
 
 
@@ -123,10 +125,11 @@ class TransactionsApi(APIView):
         "stored result with 200; with a different body, 409.",
     )
     def post(self, request: Request) -> Response:
-        serializer = TransactionInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data, errors = validate_transaction(request.data)
+        if data is None:
+            raise ValidationError(errors)
         try:
-            outcome = transaction_score(client=request.user, data=serializer.validated_data)
+            outcome = transaction_score(client=request.user, data=data)
         except NoActiveModelError:
             return no_model_response()
         except IdempotencyConflictError as exc:
@@ -194,12 +197,12 @@ class TransactionBatchScoreApi(APIView):
         results: list[dict[str, Any] | None] = []
         valid: list[tuple[int, dict[str, Any]]] = []
         for index, item in enumerate(outer.validated_data["transactions"]):
-            serializer = TransactionInputSerializer(data=item)
-            if serializer.is_valid():
-                valid.append((index, serializer.validated_data))
+            data, item_errors = validate_transaction(item)
+            if data is not None:
+                valid.append((index, data))
                 results.append(None)
             else:
-                errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
+                errors = {k: [str(m) for m in v] for k, v in item_errors.items()}
                 results.append(
                     {"index": index, **problem(400, "The item has invalid fields.", errors=errors, code="invalid")}
                 )

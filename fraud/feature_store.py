@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from django.db import connection
 from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils.dateparse import parse_datetime
 
 from fraud import features as fx
@@ -207,8 +208,59 @@ def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
 
 def load_history(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, np.ndarray]:
     """Stream a queryset's rows into a ``Frame`` (ordered by time), with their ids."""
+    if connection.vendor == "postgresql":
+        return _load_history_postgres(queryset)
     rows = queryset.order_by("timestamp", "id").values_list(*HISTORY_FIELDS).iterator(chunk_size=20_000)
     return frame_from_rows(rows)
+
+
+def _epoch_us(column: str) -> RawSQL:
+    table = Transaction._meta.db_table
+    return RawSQL(f'(EXTRACT(EPOCH FROM "{table}"."{column}") * 1000000)::bigint', [])  # noqa: S611  # nosec B611
+
+
+def _load_history_postgres(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, np.ndarray]:
+    """The same Frame, with PostgreSQL doing the conversions: times as epoch microseconds and the
+    entity keys built in SQL, fetched in one go. Turning 150,000 rows' timestamps into Python
+    datetimes and back took most of a 1,000-item batch call (1.3 s of 2.0 s)."""
+    table = Transaction._meta.db_table
+    sep = "chr(31)"
+    rows = list(
+        queryset.order_by("timestamp", "id")
+        .annotate(
+            ts_us=_epoch_us("timestamp"),
+            known_us=RawSQL(  # noqa: S611  # nosec B611
+                f'CASE WHEN "{table}"."label" = %s AND "{table}"."label_time" IS NOT NULL '
+                f'THEN (EXTRACT(EPOCH FROM "{table}"."label_time") * 1000000)::bigint ELSE %s END',
+                [Label.FRAUD.value, int(fx.NOT_FRAUD)],
+            ),
+            customer_key=RawSQL(f'"{table}"."owner_id" || {sep} || "{table}"."customer_id"', []),  # noqa: S611  # nosec B611
+            merchant_key=RawSQL(f'"{table}"."owner_id" || {sep} || "{table}"."merchant_id"', []),  # noqa: S611  # nosec B611
+            card_key=RawSQL(  # noqa: S611  # nosec B611
+                f"CASE WHEN \"{table}\".\"card_fingerprint\" = '' THEN '' "
+                f'ELSE "{table}"."owner_id" || {sep} || "{table}"."card_fingerprint" END',
+                [],
+            ),
+            amount_f=RawSQL(f'"{table}"."amount"::float8', []),  # noqa: S611  # nosec B611
+        )
+        .values_list(
+            "id", "customer_key", "merchant_key", "country", "channel", "ts_us", "amount_f", "known_us", "card_key"
+        )
+    )
+    if not rows:
+        return frame_from_rows([])
+    ids, customer, merchant, country, channel, ts, amount, known, card = zip(*rows, strict=True)
+    frame = fx.Frame(
+        customer=np.array(customer, dtype=object).astype(str),
+        merchant=np.array(merchant, dtype=object).astype(str),
+        country=np.array(country, dtype=object).astype(str),
+        channel=np.array(channel, dtype=object).astype(str),
+        ts=np.array(ts, dtype=np.int64),
+        amount=np.array(amount, dtype=np.float64),
+        fraud_known_at=np.array(known, dtype=np.int64),
+        card=np.array(card, dtype=object).astype(str),
+    )
+    return frame, np.array(ids, dtype=np.int64)
 
 
 def history_needed(

@@ -22,6 +22,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import onnxruntime as ort  # noqa: E402 - after the thread setting above
 
+# A reason must move the score by at least one percentage point: smaller contributions are noise
+# to an analyst. (It also bounds which rows need explaining at all: see score_with_reasons.)
+REASON_MIN_DELTA = 0.01
+
 
 class ArtifactIntegrityError(Exception):
     """The stored model bytes do not match their recorded SHA-256."""
@@ -68,7 +72,7 @@ class OnnxScorer:
             raise ValueError("neutral_values must have one value per feature")
         index = {name: i for i, name in enumerate(feature_names)}
         self.groups = tuple(g for g in reason_groups if all(f in index for f in g.features))
-        # For the explanation block of one input: row r (1..G) neutralises group r-1's columns.
+        # For the explanation block of one input: copy r (1..G) neutralises group r-1's columns.
         rows, cols = [], []
         for r, group in enumerate(self.groups, start=1):
             for feature in group.features:
@@ -84,16 +88,29 @@ class OnnxScorer:
         return self.session.run(self.output_names, {self.input_name: x})[0][:, 1].astype(np.float64)
 
     def score_with_reasons(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores ``[n]`` and group contributions ``[n, G]`` in a single ONNX call."""
-        x = np.asarray(features, dtype=np.float32)
-        n = x.shape[0]
-        stacked = np.repeat(x, self.block, axis=0).reshape(n, self.block, self.n_features)
-        stacked[:, self._rows, self._cols] = self.neutral[self._cols]
-        probs = self.predict(stacked.reshape(n * self.block, self.n_features)).reshape(n, self.block)
-        scores = probs[:, 0]
-        return scores, scores[:, None] - probs[:, 1:]
+        """Scores ``[n]`` and group contributions ``[n, G]``.
 
-    def top_contributions(self, deltas_row: np.ndarray, k: int, *, minimum: float = 1e-3) -> list[Contribution]:
+        A group's contribution is the score minus the score with that group neutralised, so it
+        is never above the score itself: rows scoring below ``REASON_MIN_DELTA`` cannot have a
+        reason, and only the others are explained (a second call, one neutralised copy per group).
+        Most traffic scores far below it, so most rows cost one model row instead of 1 + G
+        (measured: 13 model rows per transaction made reasons ~90 % of inference)."""
+        x = np.ascontiguousarray(features, dtype=np.float32)
+        n = x.shape[0]
+        scores = self.predict(x)
+        deltas = np.zeros((n, len(self.groups)), dtype=np.float64)
+        explain = np.flatnonzero(scores >= REASON_MIN_DELTA)
+        if explain.size and self.groups:
+            m, g = explain.size, len(self.groups)
+            stacked = np.repeat(x[explain], g, axis=0).reshape(m, g, self.n_features)
+            stacked[:, self._rows - 1, self._cols] = self.neutral[self._cols]
+            neutralised = self.predict(stacked.reshape(m * g, self.n_features)).reshape(m, g)
+            deltas[explain] = scores[explain, None] - neutralised
+        return scores, deltas
+
+    def top_contributions(
+        self, deltas_row: np.ndarray, k: int, *, minimum: float = REASON_MIN_DELTA
+    ) -> list[Contribution]:
         """The k groups that raised the score most (by at least ``minimum``), largest first."""
         order = np.argsort(-deltas_row, kind="stable")[:k]
         return [Contribution(self.groups[i], float(deltas_row[i])) for i in order if deltas_row[i] >= minimum]

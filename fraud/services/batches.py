@@ -22,7 +22,7 @@ from cipherguard import metrics
 from fraud.models import BatchChunk, BatchItem, BatchJob, BatchStatus
 from fraud.scoring import NoActiveModelError, runtime
 from fraud.services.transactions import transactions_score_many
-from fraud.validation import TransactionInputSerializer
+from fraud.validation import validate_transaction
 
 REQUIRED_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "amount", "currency", "country", "timestamp")
 OPTIONAL_COLUMNS = ("channel",)
@@ -144,10 +144,10 @@ def _validate(raw: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
                 "Card numbers are not accepted in batch jobs (they would be stored before encryption); score them one by one or through /transactions/batch/."
             ]
         }
-    serializer = TransactionInputSerializer(data=raw)
-    if serializer.is_valid():
-        return serializer.validated_data, None
-    return None, {k: [str(m) for m in v] for k, v in serializer.errors.items()}
+    data, errors = validate_transaction(raw)
+    if data is not None:
+        return data, None
+    return None, {k: [str(m) for m in v] for k, v in errors.items()}
 
 
 def batch_process_next_chunk(*, job_id: int) -> bool:

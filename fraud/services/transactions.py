@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -209,8 +210,12 @@ def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
         thresholds=thresholds,
         scored_at=timezone.now(),
     )
+    # The transaction and its case commit together. An approved transaction has no case: alone,
+    # its INSERT commits on its own, without BEGIN and COMMIT round trips (most traffic). Inside a
+    # caller's transaction it still gets its savepoint, so a duplicate id fails only itself.
+    together = tx.decision in settings.FRAUD_CASE_DECISIONS or transaction.get_connection().in_atomic_block
     try:
-        with transaction.atomic():
+        with transaction.atomic() if together else nullcontext():
             tx.save(force_insert=True)
             case_open_for(tx=tx)
     except IntegrityError:
