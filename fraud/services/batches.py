@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from cipherguard import metrics
+from fraud.bulk import copy_insert
 from fraud.models import BatchChunk, BatchItem, BatchJob, BatchStatus
 from fraud.scoring import NoActiveModelError, runtime
 from fraud.services.transactions import transactions_score_many
@@ -184,7 +185,7 @@ def batch_process_next_chunk(*, job_id: int) -> bool:
             items.append(
                 BatchItem(job=job, row=row, status=outcome.status, transaction=outcome.transaction, errors=errors)
             )
-        BatchItem.objects.bulk_create(items, batch_size=1000)
+        copy_insert(BatchItem, items)
         bad = sum(1 for i in items if i.status >= 400)
         scored = len(items) - bad
         transaction.on_commit(lambda: metrics.record_batch_rows(scored=scored, failed=bad))

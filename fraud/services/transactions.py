@@ -22,6 +22,7 @@ from audit.services import audit_record
 from cipherguard import metrics
 from fraud import features as fx
 from fraud import reasons as reason_text
+from fraud.bulk import copy_insert
 from fraud.cards import CardVault
 from fraud.feature_store import PendingTransaction, features_for_new, features_online, refresh_statistics
 from fraud.generator import Generated, generate
@@ -291,7 +292,7 @@ def _score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcom
     }
     try:
         with transaction.atomic():
-            Transaction.objects.bulk_create(new.values(), batch_size=1000)
+            copy_insert(Transaction, list(new.values()))
             for tx in new.values():
                 case_open_for(tx=tx)
     except IntegrityError:
