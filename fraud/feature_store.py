@@ -15,6 +15,7 @@ from django.db.models.expressions import RawSQL
 from django.utils.dateparse import parse_datetime
 
 from fraud import features as fx
+from fraud.generator import Generated
 from fraud.models import Label, Transaction
 
 
@@ -204,6 +205,27 @@ def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
         card=np.array(card, dtype=object).astype(str),
     )
     return frame, np.array(ids, dtype=np.int64)
+
+
+def frame_from_generated(g: Generated, *, owner_id: int = 1) -> fx.Frame:
+    """A generated history as a Frame, as if it had been stored for ``owner_id`` and read back."""
+    rows = (
+        (
+            i + 1,
+            owner_id,
+            g.customer_id[i],
+            g.merchant_id[i],
+            g.country[i],
+            g.channel[i],
+            fx.from_epoch_us(g.ts_us[i]),
+            g.amount[i],
+            Label.FRAUD.value if g.scenario[i] else "",
+            fx.from_epoch_us(g.label_time_us[i]) if g.scenario[i] else None,
+            "",
+        )
+        for i in range(len(g))
+    )
+    return frame_from_rows(rows)[0]
 
 
 def load_history(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, np.ndarray]:

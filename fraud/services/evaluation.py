@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,12 +40,29 @@ def model_evaluate(*, protocol: Protocol, version: ModelVersion | None = None, s
     """Train on the protocol's training window (or take a stored ``version``), score the test
     window, and report AUC ROC, Average Precision and Card Precision@k. Features use the
     protocol's delay: merchant risk only counts labels of transactions older than it."""
-    from fraud import evaluation, training
-
     history_from = protocol.train_start - timedelta(days=30 + protocol.delay_days)
     frame, _ = load_history(Transaction.objects.filter(timestamp__gte=history_from, timestamp__lt=protocol.test_end))
     if len(frame) == 0:
         raise ValueError("no transactions in the protocol's windows")
+    if version is None:
+        return evaluate_frame(frame, protocol, seed=seed)
+    return evaluate_frame(frame, protocol, scorer=load_model(version).scorer.predict, name=version.version)
+
+
+def evaluate_frame(
+    frame: fx.Frame,
+    protocol: Protocol,
+    *,
+    seed: int = 0,
+    scorer: Callable[[np.ndarray], np.ndarray] | None = None,
+    name: str | None = None,
+    fit: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
+    """The protocol on a history frame (no database): features with the protocol's delay, a
+    model fitted on the training window (``fit``, our training by default) unless a ``scorer``
+    is given, and the metrics on the test window."""
+    from fraud import evaluation, training
+
     x = fx.features_offline(frame, frame, label_delay_days=protocol.delay_days)
     us = fx.to_epoch_us
     train = (frame.ts >= us(protocol.train_start)) & (frame.ts < us(protocol.train_end))
@@ -53,15 +71,15 @@ def model_evaluate(*, protocol: Protocol, version: ModelVersion | None = None, s
     # Training labels as they would be known when testing starts; test labels in full.
     y_train = (frame.fraud_known_at <= us(protocol.test_start))[train].astype(np.int64)
     y_test = is_fraud[test].astype(np.int64)
-    if version is None:
+    if scorer is None:
         if y_train.sum() < 5:
             raise ValueError(f"only {int(y_train.sum())} fraud labels in the training window")
-        model = training.fit(x[train], y_train, seed=seed)
+        model = (fit or training.fit)(x[train], y_train, seed=seed)
         scores = model.predict_proba(x[test].astype(np.float32))[:, 1]
-        evaluated = f"fresh {training.ALGORITHM} (seed {seed})"
+        evaluated = name or f"fresh {training.ALGORITHM} (seed {seed})"
     else:
-        scores = load_model(version).scorer.predict(x[test])
-        evaluated = version.version
+        scores = scorer(x[test])
+        evaluated = name or "stored model"
     first_fraud: dict[str, int] = {}
     fraud_rows = is_fraud & (frame.ts >= us(protocol.train_start))
     for c, t in zip(frame.customer[fraud_rows], frame.ts[fraud_rows], strict=True):
@@ -94,3 +112,38 @@ def model_evaluate(*, protocol: Protocol, version: ModelVersion | None = None, s
         f"card_precision_at_{protocol.k}": cp,
         "card_precision_daily": [round(v, 4) for v in daily],
     }
+
+
+# The data `manage.py model_quality` runs the protocol on.
+QUALITY_SOURCES = ("benchmark_simulator", "cipherguard_generator")
+
+
+def model_quality(*, seeds: list[int], sources: list[str], start: datetime) -> dict[str, Any]:
+    """The protocol on freshly generated data for each seed: 70 days, training from day 42 (the
+    features' 30-day windows and the 7-day delay need the history before it)."""
+    from fraud.feature_store import frame_from_generated
+    from fraud.generator import generate
+    from fraud.simulator import simulate
+
+    builders = {
+        "benchmark_simulator": (
+            "the public benchmark's process (fraud.simulator): 5,000 customers, 10,000 terminals",
+            lambda seed: simulate(start=start, days=70, seed=seed),
+        ),
+        "cipherguard_generator": (
+            "our generator (fraud.generator): 2,000 customers, 300 merchants, five scenarios",
+            lambda seed: generate(start=start, days=70, customers=2000, merchants=300, seed=seed),
+        ),
+    }
+    protocol = Protocol(train_start=start + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
+    report: dict[str, Any] = {"protocol": {"train_start_day": 42, "train_days": 7, "delay_days": 7, "test_days": 7},
+                              "seeds": seeds, "sources": {}}  # fmt: skip
+    for source in sources:
+        description, build = builders[source]
+        runs = [evaluate_frame(frame_from_generated(build(seed)), protocol, seed=0) for seed in seeds]
+        summary = {}
+        for metric in ("auc_roc", "average_precision", "card_precision_at_100"):
+            values = [float(r[metric]) for r in runs]
+            summary[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+        report["sources"][source] = {"description": description, "summary": summary, "runs": runs}
+    return report
