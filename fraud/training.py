@@ -48,6 +48,42 @@ def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> HistGradientBoostingC
     return model
 
 
+def fit_candidate(name: str, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> object:
+    """The model candidates compared under the temporal protocol (``manage.py model_quality
+    --candidates``); ``hgb`` is what production trains (``fit``)."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.asarray(x, dtype=np.float32)
+    if name == "hgb":
+        return fit(x, y, seed=seed)
+    if name == "hgb_balanced":
+        model = HistGradientBoostingClassifier(
+            max_iter=500,
+            learning_rate=0.05,
+            max_leaf_nodes=15,
+            min_samples_leaf=50,
+            l2_regularization=1.0,
+            early_stopping=False,
+            class_weight="balanced",
+            random_state=seed,
+        )
+    elif name == "random_forest":
+        model = RandomForestClassifier(n_estimators=200, min_samples_leaf=5, n_jobs=1, random_state=seed)
+    elif name == "logistic_regression":
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    elif name == "logistic_regression_balanced":
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, class_weight="balanced"))
+    else:
+        raise ValueError(f"unknown candidate {name!r}")
+    return model.fit(x, y)
+
+
+CANDIDATES = ("hgb", "hgb_balanced", "random_forest", "logistic_regression", "logistic_regression_balanced")
+
+
 def export(
     model: HistGradientBoostingClassifier, x_check: np.ndarray, feature_names: list[str], neutral: np.ndarray
 ) -> ExportedModel:

@@ -118,7 +118,9 @@ def evaluate_frame(
 QUALITY_SOURCES = ("benchmark_simulator", "cipherguard_generator")
 
 
-def model_quality(*, seeds: list[int], sources: list[str], start: datetime) -> dict[str, Any]:
+def model_quality(
+    *, seeds: list[int], sources: list[str], start: datetime, candidates: tuple[str, ...] = ("hgb",)
+) -> dict[str, Any]:
     """The protocol on freshly generated data for each seed: 70 days, training from day 42 (the
     features' 30-day windows and the 7-day delay need the history before it)."""
     from fraud.feature_store import frame_from_generated
@@ -138,12 +140,22 @@ def model_quality(*, seeds: list[int], sources: list[str], start: datetime) -> d
     protocol = Protocol(train_start=start + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
     report: dict[str, Any] = {"protocol": {"train_start_day": 42, "train_days": 7, "delay_days": 7, "test_days": 7},
                               "seeds": seeds, "sources": {}}  # fmt: skip
+    from fraud import training
+
     for source in sources:
         description, build = builders[source]
-        runs = [evaluate_frame(frame_from_generated(build(seed)), protocol, seed=0) for seed in seeds]
-        summary = {}
-        for metric in ("auc_roc", "average_precision", "card_precision_at_100"):
-            values = [float(r[metric]) for r in runs]
-            summary[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
-        report["sources"][source] = {"description": description, "summary": summary, "runs": runs}
+        frames = [frame_from_generated(build(seed)) for seed in seeds]
+        by_candidate = {}
+        for candidate in candidates:
+
+            def fit(x: np.ndarray, y: np.ndarray, *, seed: int, candidate: str = candidate) -> Any:
+                return training.fit_candidate(candidate, x, y, seed=seed)
+
+            runs = [evaluate_frame(frame, protocol, seed=0, fit=fit, name=candidate) for frame in frames]
+            summary = {}
+            for metric in ("auc_roc", "average_precision", "card_precision_at_100"):
+                values = [float(r[metric]) for r in runs]
+                summary[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+            by_candidate[candidate] = {"summary": summary, "runs": runs}
+        report["sources"][source] = {"description": description, "candidates": by_candidate}
     return report

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandParser
 
 from fraud.services.evaluation import QUALITY_SOURCES, model_quality
+from fraud.training import CANDIDATES
 
 
 class Command(BaseCommand):
@@ -17,17 +18,31 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
         parser.add_argument("--source", choices=[*QUALITY_SOURCES, "all"], default="all")
+        parser.add_argument(
+            "--candidates", nargs="+", choices=[*CANDIDATES, "all"], default=["hgb"],
+            help="models to compare (hgb is what production trains); 'all' for every candidate",
+        )  # fmt: skip
         parser.add_argument("--json", dest="json_path", help="also write the results to this file")
 
     def handle(self, *args: object, **opts: object) -> None:
         sources = list(QUALITY_SOURCES) if opts["source"] == "all" else [str(opts["source"])]
-        report = model_quality(seeds=list(opts["seeds"]), sources=sources, start=datetime(2026, 1, 1, tzinfo=UTC))  # type: ignore[call-overload]
+        candidates = CANDIDATES if "all" in opts["candidates"] else tuple(opts["candidates"])  # type: ignore[operator,arg-type]
+        report = model_quality(
+            seeds=list(opts["seeds"]),  # type: ignore[call-overload]
+            sources=sources,
+            start=datetime(2026, 1, 1, tzinfo=UTC),
+            candidates=candidates,
+        )
+        self.stdout.write(f"seeds {report['seeds']}; train 7 days from day 42, skip 7, test 7; mean ± std")
         for source, result in report["sources"].items():
-            self.stdout.write(f"{source}: {result['description']}")
-            for metric in ("auc_roc", "average_precision", "card_precision_at_100"):
-                summary = result["summary"][metric]
-                runs = ", ".join(f"{v:.3f}" for v in summary["values"])
-                self.stdout.write(f"  {metric:<24} {summary['mean']:.3f} ± {summary['std']:.3f}   ({runs})")
+            self.stdout.write(f"\n{source}: {result['description']}")
+            self.stdout.write(f"  {'model':<30} {'AUC ROC':>15} {'Avg Precision':>15} {'Card P@100':>15}")
+            for candidate, data in result["candidates"].items():
+                cells = [
+                    f"{data['summary'][m]['mean']:.3f} ± {data['summary'][m]['std']:.3f}"
+                    for m in ("auc_roc", "average_precision", "card_precision_at_100")
+                ]
+                self.stdout.write(f"  {candidate:<30} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
         if opts["json_path"]:
             with open(str(opts["json_path"]), "w") as f:
                 json.dump(report, f, indent=2)
