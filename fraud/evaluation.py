@@ -58,6 +58,23 @@ def card_precision_at_k(
     return float(np.mean(daily)) if daily else 0.0, daily
 
 
+def calibration_metrics(y: np.ndarray, scores: np.ndarray, *, bins: int = 10) -> dict[str, float]:
+    """How far scores are from being probabilities: the Brier score, and the expected
+    calibration error over equal-count bins (mean |observed fraud rate - mean score|, weighted
+    by bin size; equal-count because almost every score is near 0)."""
+    y = np.asarray(y, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(y) == 0:
+        return {}
+    order = np.argsort(scores, kind="stable")
+    ece = 0.0
+    for part in np.array_split(order, bins):
+        if len(part):
+            ece += len(part) / len(y) * abs(float(y[part].mean()) - float(scores[part].mean()))
+    return {"brier": float(np.mean((scores - y) ** 2)), "ece": ece, "mean_score": float(scores.mean()),
+            "fraud_rate": float(y.mean())}  # fmt: skip
+
+
 def ranking_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     if 0 < y.sum() < len(y):
         return {

@@ -109,6 +109,7 @@ def evaluate_frame(
         "n_test": int(test.sum()),
         "n_test_fraud": int(y_test.sum()),
         **evaluation.ranking_metrics(y_test, scores),
+        **evaluation.calibration_metrics(y_test, scores),
         f"card_precision_at_{protocol.k}": cp,
         "card_precision_daily": [round(v, 4) for v in daily],
     }
@@ -153,7 +154,7 @@ def model_quality(
 
             runs = [evaluate_frame(frame, protocol, seed=0, fit=fit, name=candidate) for frame in frames]
             summary = {}
-            for metric in ("auc_roc", "average_precision", "card_precision_at_100"):
+            for metric in ("auc_roc", "average_precision", "card_precision_at_100", "brier", "ece"):
                 values = [float(r[metric]) for r in runs]
                 summary[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
             by_candidate[candidate] = {"summary": summary, "runs": runs}

@@ -44,3 +44,17 @@ def test_a_stored_scorer_is_evaluated_without_training(frame):
 def test_unknown_candidates_are_refused():
     with pytest.raises(ValueError, match="unknown candidate"):
         training.fit_candidate("xgboost", [[0.0]], [0])
+
+
+def test_calibration_metrics_tell_probabilities_from_ranks():
+    import numpy as np
+
+    from fraud.evaluation import calibration_metrics
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.2, 20_000)
+    y = (rng.random(20_000) < p).astype(int)  # outcomes drawn with exactly these probabilities
+    calibrated = calibration_metrics(y, p)
+    inflated = calibration_metrics(y, np.minimum(1, p * 4))  # same ranking, 4x too high
+    assert calibrated["ece"] < 0.01 < inflated["ece"]
+    assert calibrated["brier"] < inflated["brier"]

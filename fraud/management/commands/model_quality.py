@@ -36,13 +36,17 @@ class Command(BaseCommand):
         self.stdout.write(f"seeds {report['seeds']}; train 7 days from day 42, skip 7, test 7; mean ± std")
         for source, result in report["sources"].items():
             self.stdout.write(f"\n{source}: {result['description']}")
-            self.stdout.write(f"  {'model':<30} {'AUC ROC':>15} {'Avg Precision':>15} {'Card P@100':>15}")
+            self.stdout.write(
+                f"  {'model':<30} {'AUC ROC':>15} {'Avg Precision':>15} {'Card P@100':>15} {'Brier':>17} {'ECE':>17}"
+            )
             for candidate, data in result["candidates"].items():
                 cells = [
                     f"{data['summary'][m]['mean']:.3f} ± {data['summary'][m]['std']:.3f}"
                     for m in ("auc_roc", "average_precision", "card_precision_at_100")
-                ]
-                self.stdout.write(f"  {candidate:<30} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
+                ] + [f"{data['summary'][m]['mean']:.5f} ± {data['summary'][m]['std']:.5f}" for m in ("brier", "ece")]
+                self.stdout.write(
+                    f"  {candidate:<30} " + " ".join(f"{c:>{17 if i > 2 else 15}}" for i, c in enumerate(cells))
+                )
         if opts["json_path"]:
             with open(str(opts["json_path"]), "w") as f:
                 json.dump(report, f, indent=2)
