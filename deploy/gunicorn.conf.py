@@ -63,7 +63,13 @@ def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook
 
 # gunicorn's own lines (start, worker boot and exit, timeouts) in the app's format, so one log
 # pipeline parses everything; `request_id` is "-" on them.
-_debug = os.environ.get("DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+# The same defaults as cipherguard/settings.py: DEBUG is on outside production and tests unless set.
+_debug_env = os.environ.get("DEBUG")
+_debug = (
+    _debug_env.strip().lower() in {"1", "true", "yes", "on"}
+    if _debug_env is not None
+    else os.environ.get("ENVIRONMENT", "development") not in {"production", "test"}
+)
 if os.environ.get("LOG_FORMAT", "plain" if _debug else "json") == "json":
     logconfig_dict = {
         "version": 1,
