@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -12,7 +13,11 @@ from pathlib import Path
 # A worker serving metrics (METRICS_PORT) needs prometheus_client's multiprocess mode, chosen when
 # prometheus_client is first imported, before any pool process forks: this module is the first
 # of ours a `celery` process imports. Containers set PROMETHEUS_MULTIPROC_DIR themselves.
-if os.environ.get("METRICS_PORT", "0").strip() not in ("", "0") and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if (
+    "worker" in sys.argv
+    and os.environ.get("METRICS_PORT", "0").strip() not in ("", "0")
+    and not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cipherguard-worker-metrics-")
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)

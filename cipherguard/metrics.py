@@ -139,7 +139,11 @@ def record_pool_usage(**kwargs: object) -> None:
     for conn in connections.all(initialized_only=True):
         if conn.vendor != "postgresql" or not conn.settings_dict.get("OPTIONS", {}).get("pool"):
             continue
-        stats = conn.pool.get_stats()
+        try:
+            stats = conn.pool.get_stats()
+        except Exception as exc:  # a closed pool (shutdown) must not turn into a failed response
+            logger.debug("pool metrics unavailable: %s", type(exc).__name__)
+            continue
         DB_POOL.labels(conn.alias, "open").set(stats.get("pool_size", 0))
         DB_POOL.labels(conn.alias, "available").set(stats.get("pool_available", 0))
         DB_POOL.labels(conn.alias, "waiting").set(stats.get("requests_waiting", 0))

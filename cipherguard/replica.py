@@ -99,6 +99,10 @@ def _probe() -> tuple[bool, str]:
             host=params.get("HOST") or None,
             port=params.get("PORT") or None,
             connect_timeout=1,
+            # A replica that accepts the connection and then hangs must not hold every request
+            # behind this probe's lock: the query and the socket give up after a second.
+            options="-c statement_timeout=1000",
+            tcp_user_timeout=1000,
             autocommit=True,
         ) as conn:
             in_recovery, streaming, lag = conn.execute(LAG_SQL).fetchone()
@@ -152,6 +156,12 @@ class ReplicaRouter:
     the primary."""
 
     def db_for_read(self, model: type, **hints: Any) -> str | None:
+        instance = hints.get("instance")
+        if instance is not None and instance._state.db:
+            # An object re-read or followed from (refresh_from_db, related lookups) stays on the
+            # database it came from: one just written to the primary must not be looked up on a
+            # replica that has not replayed it yet.
+            return instance._state.db
         return REPLICA if _reading_replica.get() else None
 
     def db_for_write(self, model: type, **hints: Any) -> str:

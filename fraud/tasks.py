@@ -38,13 +38,11 @@ def _resume_on_start(**kwargs: object) -> None:
 def model_retrain() -> str:
     """The scheduled retraining (see CELERY_BEAT_SCHEDULE): a candidate compared with the live
     model; promoted only by an admin or by the configured margin."""
-    from cipherguard.replica import analytics_reads
     from fraud.services import model_retrain as retrain
 
-    # Months of history read for training and the like-for-like comparison: the replica's job
-    # when there is one (writes still go to the primary).
-    with analytics_reads():
-        return retrain().version
+    # The months of history it trains on are read from the replica when there is one (see
+    # model_train); everything else, its own writes included, stays on the primary.
+    return retrain(read_replica=True).version
 
 
 @shared_task

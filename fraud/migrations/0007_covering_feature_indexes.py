@@ -12,6 +12,11 @@ class ConcurrentlyOnPostgres:
 
     def _run(self, schema_editor, method, model, index):
         if schema_editor.connection.vendor == "postgresql":
+            if method == "add_index":
+                # A CREATE INDEX CONCURRENTLY that was interrupted leaves an INVALID index behind,
+                # which would make every re-run fail with "already exists".
+                name = schema_editor.quote_name(index.name)
+                schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
             getattr(schema_editor, method)(model, index, concurrently=True)
         else:
             getattr(schema_editor, method)(model, index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,16 +111,25 @@ def training_windows(
 
 
 def model_train(
-    *, validation_days: int = 14, seed: int = 0, activate: bool = False, as_of: datetime | None = None
+    *,
+    validation_days: int = 14,
+    seed: int = 0,
+    activate: bool = False,
+    as_of: datetime | None = None,
+    read_replica: bool = False,
 ) -> ModelVersion:
     """Train a model on all stored history, export it to ONNX, verify ONNX against
-    scikit-learn, and store it as a candidate (or the active) ``ModelVersion``."""
+    scikit-learn, and store it as a candidate (or the active) ``ModelVersion``. With
+    ``read_replica`` (the scheduled retraining), the history is read from the read replica when
+    one is usable; a command run right after loading data reads the primary."""
+    from cipherguard.replica import analytics_reads
     from fraud import training  # scikit-learn stays out of web processes
 
     history = Transaction.objects.all()
     if as_of is not None:
         history = history.filter(timestamp__lt=as_of)
-    frame, _ids = load_history(history)
+    with analytics_reads() if read_replica else nullcontext():
+        frame, _ids = load_history(history)
     if len(frame) == 0:
         raise ValueError("no transactions to train on: run `manage.py generate_transactions` or import history")
     first = fx.from_epoch_us(int(frame.ts.min()))
@@ -206,13 +216,15 @@ def model_version_set_shadow(*, version: ModelVersion, on: bool, actor: User | N
     return version
 
 
-def model_retrain(*, seed: int = 0, auto_promote_margin: float | None = None) -> ModelVersion:
+def model_retrain(
+    *, seed: int = 0, auto_promote_margin: float | None = None, read_replica: bool = False
+) -> ModelVersion:
     """Train a candidate and compare it with the active model on the same held-back window.
     With a margin >= 0 (``MODEL_AUTO_PROMOTE_MARGIN``), a candidate whose Average Precision beats
     the active model's by more than the margin is promoted (audited as the system's action);
     otherwise an admin decides."""
     margin = settings.MODEL_AUTO_PROMOTE_MARGIN if auto_promote_margin is None else auto_promote_margin
-    candidate = model_train(seed=seed, activate=False)
+    candidate = model_train(seed=seed, activate=False, read_replica=read_replica)
     champion = candidate.metrics.get("active_on_same_window")
     ours = candidate.metrics["validation"].get("average_precision")
     if champion is None:

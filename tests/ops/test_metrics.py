@@ -168,8 +168,17 @@ def test_metrics_need_the_token_when_one_is_set(db, settings):
 
 def test_metrics_are_closed_in_production_without_a_token(db, settings):
     settings.METRICS_TOKEN = ""
-    settings.IS_PRODUCTION = True
+    settings.IS_PRODUCTION, settings.ENVIRONMENT, settings.DEBUG = True, "production", False
     assert Client().get("/metrics").status_code == 404
+
+
+def test_without_a_token_only_a_debug_server_serves_metrics(db, settings):
+    settings.METRICS_TOKEN = ""
+    settings.ENVIRONMENT = "development"  # e.g. a staging box that forgot ENVIRONMENT=production
+    settings.DEBUG = False
+    assert Client().get("/metrics").status_code == 404
+    settings.DEBUG = True
+    assert Client().get("/metrics").status_code == 200
 
 
 def test_celery_tasks_are_counted_and_timed():

@@ -162,3 +162,16 @@ def test_a_replica_failing_mid_request_is_retried_on_the_primary(replica, carol_
         assert health.usable is False and health.reason.startswith("query failed")
     finally:
         replica.start()
+
+
+def test_an_object_written_to_the_primary_is_reread_there(replica, primary, alice):
+    """Inside analytics reads, refreshing an object just written (e.g. a new model version) must
+    not look for it on a replica that has not replayed it."""
+    from cipherguard.replica import analytics_reads
+
+    pause_replay(replica, primary)
+    case = CaseFactory(transaction__owner=alice)
+    with analytics_reads() as on_replica:
+        assert on_replica
+        case.refresh_from_db()  # DoesNotExist if it went to the paused replica
+        assert case.transaction.owner_id == alice.pk
