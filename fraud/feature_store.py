@@ -4,7 +4,7 @@ loaded for offline (vectorised) feature computation. The feature maths lives in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -181,19 +181,11 @@ HISTORY_FIELDS = (
 )
 
 
-def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
-    """Build a ``Frame`` (and the row ids) from tuples in ``HISTORY_FIELDS`` order."""
-    ids, customer, merchant, country, channel, ts, amount, known, card = [], [], [], [], [], [], [], [], []
-    for pk, owner_id, customer_id, merchant_id, ctry, chan, stamp, amt, label, label_time, fingerprint in rows:
-        ids.append(pk)
-        card.append(f"{owner_id}\x1f{fingerprint}" if fingerprint else "")
-        customer.append(f"{owner_id}\x1f{customer_id}")
-        merchant.append(f"{owner_id}\x1f{merchant_id}")
-        country.append(ctry)
-        channel.append(chan)
-        ts.append(fx.to_epoch_us(stamp))
-        amount.append(float(amt))
-        known.append(fx.to_epoch_us(label_time) if label == Label.FRAUD and label_time is not None else fx.NOT_FRAUD)
+def _frame(
+    ids: Sequence, customer: Sequence, merchant: Sequence, country: Sequence, channel: Sequence,
+    ts: Sequence, amount: Sequence, known: Sequence, card: Sequence,
+) -> tuple[fx.Frame, np.ndarray]:  # fmt: skip
+    """Columns (keys already owner-scoped, times in epoch microseconds) as a Frame and ids."""
     frame = fx.Frame(
         customer=np.array(customer, dtype=object).astype(str),
         merchant=np.array(merchant, dtype=object).astype(str),
@@ -207,9 +199,26 @@ def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
     return frame, np.array(ids, dtype=np.int64)
 
 
-def frame_from_generated(g: Generated, *, owner_id: int = 1) -> fx.Frame:
-    """A generated history as a Frame, as if it had been stored for ``owner_id`` and read back."""
-    rows = (
+def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
+    """Build a ``Frame`` (and the row ids) from tuples in ``HISTORY_FIELDS`` order."""
+    ids, customer, merchant, country, channel, ts, amount, known, card = [], [], [], [], [], [], [], [], []
+    for pk, owner_id, customer_id, merchant_id, ctry, chan, stamp, amt, label, label_time, fingerprint in rows:
+        ids.append(pk)
+        card.append(f"{owner_id}\x1f{fingerprint}" if fingerprint else "")
+        customer.append(f"{owner_id}\x1f{customer_id}")
+        merchant.append(f"{owner_id}\x1f{merchant_id}")
+        country.append(ctry)
+        channel.append(chan)
+        ts.append(fx.to_epoch_us(stamp))
+        amount.append(float(amt))
+        known.append(fx.to_epoch_us(label_time) if label == Label.FRAUD and label_time is not None else fx.NOT_FRAUD)
+    return _frame(ids, customer, merchant, country, channel, ts, amount, known, card)
+
+
+def generated_rows(g: Generated, *, owner_id: int = 1) -> list[tuple]:
+    """A generated history as stored rows in ``HISTORY_FIELDS`` order (ids from 1), as if it
+    had been stored for ``owner_id``."""
+    return [
         (
             i + 1,
             owner_id,
@@ -224,8 +233,12 @@ def frame_from_generated(g: Generated, *, owner_id: int = 1) -> fx.Frame:
             "",
         )
         for i in range(len(g))
-    )
-    return frame_from_rows(rows)[0]
+    ]
+
+
+def frame_from_generated(g: Generated, *, owner_id: int = 1) -> fx.Frame:
+    """A generated history as a Frame, as if it had been stored for ``owner_id`` and read back."""
+    return frame_from_rows(generated_rows(g, owner_id=owner_id))[0]
 
 
 def load_history(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, np.ndarray]:
@@ -272,17 +285,7 @@ def _load_history_postgres(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, n
     if not rows:
         return frame_from_rows([])
     ids, customer, merchant, country, channel, ts, amount, known, card = zip(*rows, strict=True)
-    frame = fx.Frame(
-        customer=np.array(customer, dtype=object).astype(str),
-        merchant=np.array(merchant, dtype=object).astype(str),
-        country=np.array(country, dtype=object).astype(str),
-        channel=np.array(channel, dtype=object).astype(str),
-        ts=np.array(ts, dtype=np.int64),
-        amount=np.array(amount, dtype=np.float64),
-        fraud_known_at=np.array(known, dtype=np.int64),
-        card=np.array(card, dtype=object).astype(str),
-    )
-    return frame, np.array(ids, dtype=np.int64)
+    return _frame(ids, customer, merchant, country, channel, ts, amount, known, card)
 
 
 def history_needed(

@@ -91,6 +91,20 @@ def trained_artifact(small_history) -> TrainedArtifact:
     return train_small_model(small_history, split=datetime(2026, 4, 1, tzinfo=UTC))
 
 
+@pytest.fixture(scope="session")
+def scorer(trained_artifact: TrainedArtifact):
+    """The small trained model as the runtime loads it (stateless, so shared by the session)."""
+    from fraud import features as fx
+    from fraud.runtime import OnnxScorer
+
+    return OnnxScorer(
+        trained_artifact.artifact,
+        expected_sha256=trained_artifact.sha256,
+        feature_names=list(fx.FEATURE_NAMES),
+        neutral_values=trained_artifact.neutral_values,
+    )
+
+
 @pytest.fixture
 def active_model(db: None, trained_artifact: TrainedArtifact):
     version = ModelVersionFactory(

@@ -8,7 +8,7 @@ from datetime import datetime
 import numpy as np
 
 from fraud import features as fx
-from fraud.feature_store import frame_from_rows
+from fraud.feature_store import frame_from_generated
 from fraud.generator import Generated
 
 
@@ -29,29 +29,6 @@ def online_features(tx, *, label_delay_days: int = 7) -> np.ndarray:
     return features_online(pending, label_delay_days=label_delay_days)
 
 
-def generated_rows(g: Generated, owner_id: int) -> list[tuple]:
-    """Generator output as tuples in ``fraud.feature_store.HISTORY_FIELDS`` order."""
-    rows = []
-    for i in range(len(g)):
-        fraud = bool(g.scenario[i])
-        rows.append(
-            (
-                i + 1,
-                owner_id,
-                g.customer_id[i],
-                g.merchant_id[i],
-                g.country[i],
-                g.channel[i],
-                fx.from_epoch_us(g.ts_us[i]),
-                g.amount[i],
-                "fraud" if fraud else "",
-                fx.from_epoch_us(g.label_time_us[i]) if fraud else None,
-                "",
-            )
-        )
-    return rows
-
-
 @dataclass(frozen=True)
 class TrainedArtifact:
     artifact: bytes
@@ -65,7 +42,7 @@ class TrainedArtifact:
 def train_small_model(g: Generated, *, label_delay_days: int = 7, split: datetime) -> TrainedArtifact:
     from fraud import training
 
-    frame, _ = frame_from_rows(generated_rows(g, owner_id=1))
+    frame = frame_from_generated(g)
     x = fx.features_offline(frame, frame, label_delay_days=label_delay_days)
     cut = fx.to_epoch_us(split)
     train, val = frame.ts < cut, frame.ts >= cut

@@ -42,16 +42,6 @@ def test_the_generator_mixes_every_fraud_scenario_at_a_realistic_rate(small_hist
     )
 
 
-@pytest.fixture
-def scorer(trained_artifact) -> OnnxScorer:
-    return OnnxScorer(
-        trained_artifact.artifact,
-        expected_sha256=trained_artifact.sha256,
-        feature_names=list(fx.FEATURE_NAMES),
-        neutral_values=trained_artifact.neutral_values,
-    )
-
-
 def test_onnx_and_scikit_learn_probabilities_agree_on_the_validation_set(trained_artifact, scorer):
     onnx_scores = scorer.predict(trained_artifact.x_validation)
     assert len(onnx_scores) > 1000
@@ -59,11 +49,24 @@ def test_onnx_and_scikit_learn_probabilities_agree_on_the_validation_set(trained
     assert trained_artifact.onnx_max_abs_diff <= ONNX_TOLERANCE
 
 
-def test_scores_with_reasons_come_from_one_batched_call_and_match_plain_scores(trained_artifact, scorer):
-    x = trained_artifact.x_validation[:50]
+def test_scores_with_reasons_match_plain_scores_and_each_group_neutralised(trained_artifact, scorer):
+    from fraud.runtime import REASON_MIN_DELTA
+
+    x = trained_artifact.x_validation[:200]
     scores, deltas = scorer.score_with_reasons(x)
     np.testing.assert_allclose(scores, scorer.predict(x), atol=1e-7)
-    assert deltas.shape == (50, len(scorer.groups))
+    assert deltas.shape == (200, len(scorer.groups))
+    explained = scores >= REASON_MIN_DELTA
+    assert 0 < explained.sum() < 200  # both kinds of row are in the sample
+    # Each contribution is the score minus the score with that group's features neutral, computed
+    # here one copy at a time; rows below the minimum (which cannot have a reason) get none.
+    index = {name: i for i, name in enumerate(fx.FEATURE_NAMES)}
+    for g, group in enumerate(scorer.groups):
+        neutral = x.copy()
+        for feature in group.features:
+            neutral[:, index[feature]] = scorer.neutral[index[feature]]
+        expected = np.where(explained, scores - scorer.predict(neutral), 0.0)
+        np.testing.assert_allclose(deltas[:, g], expected, atol=1e-6)
 
 
 def test_a_tampered_artifact_is_refused(trained_artifact):

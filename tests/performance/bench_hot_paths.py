@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from fraud import features as fx
-from fraud.feature_store import frame_from_rows
-from fraud.runtime import OnnxScorer
-from tests.helpers import generated_rows
+from fraud.feature_store import frame_from_generated
 
 BODY = {
     "transaction_id": "bench-1",
@@ -27,19 +25,8 @@ BODY = {
 
 
 @pytest.fixture(scope="module")
-def scorer(trained_artifact) -> OnnxScorer:
-    return OnnxScorer(
-        trained_artifact.artifact,
-        expected_sha256=trained_artifact.sha256,
-        feature_names=list(fx.FEATURE_NAMES),
-        neutral_values=trained_artifact.neutral_values,
-    )
-
-
-@pytest.fixture(scope="module")
 def frame(small_history):
-    frame, _ = frame_from_rows(generated_rows(small_history, owner_id=1))
-    return frame
+    return frame_from_generated(small_history)
 
 
 def test_features_offline_1000_rows(benchmark, frame):
