@@ -1,5 +1,6 @@
--- Shared by the wrk scripts: per-thread counters of non-2xx answers, and a JSON summary that
--- bench/run.py reads from the last line wrk prints (latency percentiles in microseconds).
+-- Shared by the wrk scripts (they define init and request): per-thread counters of non-2xx
+-- answers, and a JSON summary that bench/run.py reads from the last line wrk prints (latency
+-- percentiles in microseconds).
 local threads = {}
 
 function setup(thread)
@@ -7,13 +8,13 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-function count_response(status)
+function response(status, headers, body)
   if status < 200 or status > 299 then
     failed = (failed or 0) + 1
   end
 end
 
-function summary_json(summary, latency)
+function done(summary, latency, requests)
   local failures = 0
   for _, thread in ipairs(threads) do
     failures = failures + (thread:get("failed") or 0)

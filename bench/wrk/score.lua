@@ -30,11 +30,3 @@ function request()
     os.date("!%Y-%m-%dT%H:%M:%SZ"))
   return wrk.format("POST", "/api/v1/transactions/", headers, body)
 end
-
-function response(status, headers, body)
-  count_response(status)
-end
-
-function done(summary, latency, requests)
-  summary_json(summary, latency)
-end

@@ -9,11 +9,3 @@ end
 function request()
   return wrk.format("GET", "/api/v1/auth/whoami/", headers)
 end
-
-function response(status, headers, body)
-  count_response(status)
-end
-
-function done(summary, latency, requests)
-  summary_json(summary, latency)
-end
