@@ -32,6 +32,16 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+def required_binary(name: str, install: str) -> str:
+    """The path of a command-line tool a test runs; skips (fails under CI) when it is missing."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        _unavailable(f"needs {name} ({install}; .ci/run installs it)")
+    return path
+
+
 @pytest.fixture
 def postgres(db: None) -> None:
     """Use in tests that prove concurrency or constraints: SQLite cannot show those."""

@@ -57,13 +57,16 @@ def evaluate_frame(
     scorer: Callable[[np.ndarray], np.ndarray] | None = None,
     name: str | None = None,
     fit: Callable[..., Any] | None = None,
+    x: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The protocol on a history frame (no database): features with the protocol's delay, a
-    model fitted on the training window (``fit``, our training by default) unless a ``scorer``
-    is given, and the metrics on the test window."""
+    """The protocol on a history frame (no database): features with the protocol's delay (or
+    ``x``, the same features computed once by a caller comparing models), a model fitted on the
+    training window (``fit``, our training by default) unless a ``scorer`` is given, and the
+    metrics on the test window."""
     from fraud import evaluation, training
 
-    x = fx.features_offline(frame, frame, label_delay_days=protocol.delay_days)
+    if x is None:
+        x = fx.features_offline(frame, frame, label_delay_days=protocol.delay_days)
     us = fx.to_epoch_us
     train = (frame.ts >= us(protocol.train_start)) & (frame.ts < us(protocol.train_end))
     test = (frame.ts >= us(protocol.test_start)) & (frame.ts < us(protocol.test_end))
@@ -146,13 +149,17 @@ def model_quality(
     for source in sources:
         description, build = builders[source]
         frames = [frame_from_generated(build(seed)) for seed in seeds]
+        features = [fx.features_offline(f, f, label_delay_days=protocol.delay_days) for f in frames]
         by_candidate = {}
         for candidate in candidates:
 
             def fit(x: np.ndarray, y: np.ndarray, *, seed: int, candidate: str = candidate) -> Any:
                 return training.fit_candidate(candidate, x, y, seed=seed)
 
-            runs = [evaluate_frame(frame, protocol, seed=0, fit=fit, name=candidate) for frame in frames]
+            runs = [
+                evaluate_frame(frame, protocol, seed=0, fit=fit, name=candidate, x=x)
+                for frame, x in zip(frames, features, strict=True)
+            ]
             summary = {}
             for metric in ("auc_roc", "average_precision", "card_precision_at_100", "brier", "ece"):
                 values = [float(r[metric]) for r in runs]

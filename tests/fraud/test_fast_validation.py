@@ -10,18 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraud.validation import TransactionInputSerializer, _fast, validate_transaction
+from tests.fraud.test_scoring_api import body
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-GOOD = {
-    "transaction_id": "tx-1",
-    "customer_id": "C000001",
-    "merchant_id": "M00001",
-    "amount": "42.50",
-    "currency": "EUR",
-    "country": "FR",
-    "timestamp": (NOW - timedelta(minutes=5)).isoformat(),
-    "channel": "pos",
-}
+GOOD = body()
 
 # Values near the edges of every rule, valid and not.
 ids = st.one_of(

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import runpy
-import shutil
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ import pytest
 import yaml
 from django.conf import settings
 
-from tests.conftest import _unavailable
+from tests.conftest import required_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -725,10 +724,7 @@ def _compose_env(values: dict[str, str]) -> dict[str, str]:
 
 
 def _docker_compose() -> str:
-    binary = shutil.which("docker-compose")
-    if binary is None:
-        _unavailable("needs docker-compose (apt-get install docker-compose)")
-    return binary
+    return required_binary("docker-compose", "apt-get install docker-compose")
 
 
 def test_compose_file_validates():
@@ -760,9 +756,7 @@ def test_compose_refuses_to_start_on_the_example_env_file(tmp_path):
 
 
 def test_prometheus_config_validates(tmp_path):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        _unavailable("needs promtool (apt-get install prometheus)")
+    promtool = required_binary("promtool", "apt-get install prometheus")
     syntax = subprocess.run(
         [promtool, "check", "config", "--syntax-only", str(PROMETHEUS_FILE)],
         capture_output=True,

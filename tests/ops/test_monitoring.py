@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import yaml
 from django.utils import timezone
 
 from fraud.models import BatchJob, BatchStatus, DriftReport
-from tests.conftest import _unavailable
+from tests.conftest import required_binary
 from tests.factories import TransactionFactory
 from tests.fraud.test_scoring_api import body
 from tests.ops.test_metrics import scrape
@@ -111,15 +110,8 @@ def test_every_alert_has_a_runbook_section_and_a_unit_test():
         assert f"alertname: {rule['alert']}" in tests, rule["alert"]
 
 
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        _unavailable("promtool missing (Debian package prometheus; .ci/run installs it)")
-    return path
-
-
 def test_promtool_accepts_the_rules_and_their_unit_tests_pass():
-    binary = promtool()
+    binary = required_binary("promtool", "apt-get install prometheus")
     check = subprocess.run([binary, "check", "rules", *map(str, RULES)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     tests = sorted((MONITORING / "tests").glob("*.yml"))

@@ -41,12 +41,13 @@ def test_an_oversized_json_body_is_413_and_stores_nothing(alice_api, active_mode
     assert response["Content-Type"] == "application/problem+json"
 
 
+def strong_secrets() -> dict[str, str]:
+    names = ("SECRET_KEY", "JWT_SECRET", "ENCRYPTION_KEY", "AUDIT_MAC_KEY", "PAN_FINGERPRINT_KEY")
+    return {name: secrets.token_urlsafe(48) for name in names}
+
+
 def test_the_deployment_checklist_passes_under_production_settings():
-    strong = {
-        name: secrets.token_urlsafe(48)
-        for name in ("SECRET_KEY", "JWT_SECRET", "ENCRYPTION_KEY", "AUDIT_MAC_KEY", "PAN_FINGERPRINT_KEY")
-    }
-    env = {"ENVIRONMENT": "production", "ALLOWED_HOSTS": "fraud.example.com", **strong}
+    env = {"ENVIRONMENT": "production", **strong_secrets(), "ALLOWED_HOSTS": "fraud.example.com"}
     code = (
         "from django.core.management import call_command; call_command('check', '--deploy', '--fail-level', 'WARNING')"
     )
@@ -55,11 +56,7 @@ def test_the_deployment_checklist_passes_under_production_settings():
 
 
 def test_in_production_the_schema_and_docs_need_a_signed_in_user():
-    strong = {
-        name: secrets.token_urlsafe(48)
-        for name in ("SECRET_KEY", "JWT_SECRET", "ENCRYPTION_KEY", "AUDIT_MAC_KEY", "PAN_FINGERPRINT_KEY")
-    }
-    env = {"ENVIRONMENT": "production", "ALLOWED_HOSTS": "testserver", **strong}
+    env = {"ENVIRONMENT": "production", **strong_secrets(), "ALLOWED_HOSTS": "testserver"}
     expr = (
         "[__import__('django.test', fromlist=['Client']).Client().get(p, secure=True).status_code"
         " for p in ('/api/v1/schema/', '/api/v1/docs/')]"
