@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,10 +98,10 @@ def _usages_pipelined(cache: Any, request: Any, limits: tuple[Limit, ...]) -> li
     ]
 
 
-def _usages(request: Any, limits: tuple[Limit, ...]) -> list[dict[str, Any] | None]:
+def _usages(request: Any, limits: tuple[Limit, ...]) -> Sequence[dict[str, Any] | None]:
     cache = caches[settings.RATELIMIT_USE_CACHE]
     if isinstance(cache, RedisCache):
-        return list(_usages_pipelined(cache, request, limits))
+        return _usages_pipelined(cache, request, limits)
     return [
         get_usage(
             request, group=limit.group, key="ip" if limit.key == "ip" else user_key, rate=limit.rate, increment=True

@@ -72,15 +72,14 @@ class OnnxScorer:
             raise ValueError("neutral_values must have one value per feature")
         index = {name: i for i, name in enumerate(feature_names)}
         self.groups = tuple(g for g in reason_groups if all(f in index for f in g.features))
-        # For the explanation block of one input: copy r (1..G) neutralises group r-1's columns.
+        # For the explanation copies of one input: copy g neutralises group g's columns.
         rows, cols = [], []
-        for r, group in enumerate(self.groups, start=1):
+        for g, group in enumerate(self.groups):
             for feature in group.features:
-                rows.append(r)
+                rows.append(g)
                 cols.append(index[feature])
         self._rows = np.array(rows, dtype=np.int64)
         self._cols = np.array(cols, dtype=np.int64)
-        self.block = 1 + len(self.groups)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Fraud probabilities for ``[n, n_features]`` rows (no explanations)."""
@@ -103,7 +102,7 @@ class OnnxScorer:
         if explain.size and self.groups:
             m, g = explain.size, len(self.groups)
             stacked = np.repeat(x[explain], g, axis=0).reshape(m, g, self.n_features)
-            stacked[:, self._rows - 1, self._cols] = self.neutral[self._cols]
+            stacked[:, self._rows, self._cols] = self.neutral[self._cols]
             neutralised = self.predict(stacked.reshape(m * g, self.n_features)).reshape(m, g)
             deltas[explain] = scores[explain, None] - neutralised
         return scores, deltas

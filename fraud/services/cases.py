@@ -30,10 +30,15 @@ def case_priority(*, score: float, amount: float) -> float:
     return round(score * math.log10(10.0 + max(amount, 0.0)), 6)
 
 
+def case_needed(decision: str) -> bool:
+    """Whether a decision opens a case for analysts (``FRAUD_CASE_DECISIONS``)."""
+    return decision in settings.FRAUD_CASE_DECISIONS
+
+
 def case_open_for(*, tx: Transaction) -> Case | None:
-    """Open a case when the decision calls for one (``FRAUD_CASE_DECISIONS``). Called by
-    scoring inside its transaction, so a stored flagged transaction always has its case."""
-    if tx.decision not in settings.FRAUD_CASE_DECISIONS:
+    """Open a case when the decision calls for one (``case_needed``). Called by scoring inside
+    its transaction, so a stored flagged transaction always has its case."""
+    if not case_needed(tx.decision):
         return None
     now = timezone.now()
     return Case.objects.create(

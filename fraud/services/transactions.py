@@ -191,7 +191,7 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
 
 
 def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
-    from fraud.services.cases import case_open_for  # cases depend on this module
+    from fraud.services.cases import case_needed, case_open_for  # cases depend on this module
 
     model, thresholds = runtime.current()
     shadow = runtime.shadow()
@@ -214,7 +214,7 @@ def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
     # The transaction and its case commit together. An approved transaction has no case: alone,
     # its INSERT commits on its own, without BEGIN and COMMIT round trips (most traffic). Inside a
     # caller's transaction it still gets its savepoint, so a duplicate id fails only itself.
-    together = tx.decision in settings.FRAUD_CASE_DECISIONS or transaction.get_connection().in_atomic_block
+    together = case_needed(tx.decision) or transaction.get_connection().in_atomic_block
     try:
         with transaction.atomic() if together else nullcontext():
             tx.save(force_insert=True)
