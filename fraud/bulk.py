@@ -10,6 +10,7 @@ use ``bulk_create``."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -49,3 +50,53 @@ def copy_insert(model: type[M], objs: Sequence[M]) -> Sequence[M]:
         obj._state.adding = False
         obj._state.db = connection.alias
     return objs
+
+
+def insert_new(model: type[M], objs: Sequence[M]) -> None:
+    """Insert ``objs`` (without primary keys), skipping rows that would break a unique
+    constraint (an id already stored): what ``bulk_create(ignore_conflicts=True)`` does, without
+    Django compiling a 25-column INSERT statement per 1,000 rows, which was most of an import's
+    time (13 of 16 s for 50,000 rows). PostgreSQL: COPY into a temporary table, then one
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING``. SQLite: ``INSERT OR IGNORE`` with executemany."""
+    if not objs:
+        return
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    wrapper = connections[connection.alias]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    columns = ", ".join(quote(f.column) for f in fields)
+    rows = ([f.get_db_prep_save(f.pre_save(obj, True), wrapper) for f in fields] for obj in objs)
+    # S608: table and column names are our own model's, quoted; all values travel as parameters.
+    if connection.vendor == "postgresql":
+        raw = wrapper.connection
+        with wrapper.wrap_database_errors, raw.cursor() as cursor:
+            # Only the inserted columns, no constraints or defaults (a default would draw ids).
+            cursor.execute("DROP TABLE IF EXISTS pg_temp._insert_new")
+            cursor.execute(f"CREATE TEMPORARY TABLE _insert_new AS SELECT {columns} FROM {table} WITH NO DATA")  # noqa: S608  # nosec B608
+            with cursor.copy(f"COPY _insert_new ({columns}) FROM STDIN") as copy:  # nosec B608
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _insert_new ON CONFLICT DO NOTHING"  # noqa: S608  # nosec B608
+            )
+            cursor.execute("DROP TABLE pg_temp._insert_new")
+        return
+    if connection.vendor == "sqlite":
+        # Many rows per statement (one statement per row was slower than Django's batches), as
+        # many as SQLite's limit on parameters allows.
+        wrapper.ensure_connection()
+        limit = wrapper.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per_statement = max(1, min(500, limit // len(fields)))
+        one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        pending = list(rows)
+        with connection.cursor() as cursor:
+            for start in range(0, len(pending), per_statement):
+                chunk = pending[start : start + per_statement]
+                values = ", ".join([one] * len(chunk))
+                cursor.execute(
+                    f"INSERT OR IGNORE INTO {table} ({columns}) VALUES {values}",  # noqa: S608  # nosec B608
+                    [value for row in chunk for value in row],
+                )
+        return
+    model.objects.bulk_create(objs, batch_size=1000, ignore_conflicts=True)

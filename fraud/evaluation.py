@@ -1,19 +1,37 @@
 """The temporal evaluation protocol of the card-fraud literature. No Django import.
 
 Train on ``[train_start, train_start + train_days)``, skip ``delay_days`` (their labels are not
-known yet), test on the next ``test_days``. Card Precision@k: for each test day, rank the
-customers (cards) that transacted that day by their highest score, leaving out customers already
-known to be compromised (a fraud label from the start of training up to that day minus the
-delay) and those caught on earlier test days; precision of the top k; averaged over the days."""
+known yet), test on the next ``test_days``. The test set leaves out the transactions of cards
+(customers) already known to be compromised: a fraud from the start of training up to the test
+day's start minus the delay (``not_known_compromised``). Every metric is computed on what is
+left. Card Precision@k: for each test day, rank the cards that transacted that day by their
+highest score, leaving out those caught on earlier test days; precision of the top k; averaged
+over the days. (Le Borgne et al., *Reproducible Machine Learning for Credit Card Fraud
+Detection — Practical Handbook*, chapters 3–5.)"""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fraud.features import DAY
+
+
+def not_known_compromised(
+    *, ts: np.ndarray, customer: np.ndarray, is_fraud: np.ndarray, train_start: int, test_start: int, delay: int
+) -> np.ndarray:
+    """Which rows of a history (``ts``, ``customer``, ``is_fraud`` over training, delay and test)
+    stay in the test set: those at or after ``test_start`` whose card had no fraud from
+    ``train_start`` until before the row's test day start minus ``delay``."""
+    fraud_rows = is_fraud & (ts >= train_start)
+    first: dict[str, int] = {}
+    for c, t in zip(customer[fraud_rows].tolist(), ts[fraud_rows].tolist(), strict=True):
+        if t < first.get(c, t + 1):
+            first[c] = t
+    day_start = test_start + (ts - test_start) // DAY * DAY
+    never = np.iinfo(np.int64).max
+    first_fraud = np.array([first.get(c, never) for c in customer.tolist()], dtype=np.int64)
+    return (ts >= test_start) & (first_fraud >= day_start - delay)
 
 
 def card_precision_at_k(
@@ -25,14 +43,9 @@ def card_precision_at_k(
     test_start: int,
     test_days: int,
     k: int,
-    known_compromised_before: Mapping[str, int],
-    delay: int,
 ) -> tuple[float, list[float]]:
-    """Mean daily precision of the top ``k`` customers, and the daily values.
-
-    ``known_compromised_before[c]`` is the earliest transaction time of a fraud on customer ``c``
-    (from the start of training); on a test day starting at ``d`` that customer counts as already
-    known when that time is before ``d - delay``."""
+    """Mean daily precision of the top ``k`` cards, and the daily values (test rows only, known
+    compromised cards already left out)."""
     caught: set[str] = set()
     daily: list[float] = []
     for day in range(test_days):
@@ -45,14 +58,9 @@ def card_precision_at_k(
         for c, s, f in zip(customer[rows], scores[rows], fraud[rows], strict=True):
             prev = best.get(c)
             best[c] = (max(s, prev[0]) if prev else s, bool(f) or (prev[1] if prev else False))
-        candidates = [
-            (s, f, c)
-            for c, (s, f) in best.items()
-            if c not in caught and not (c in known_compromised_before and known_compromised_before[c] < start - delay)
-        ]
+        candidates = [(s, f, c) for c, (s, f) in best.items() if c not in caught]
         candidates.sort(key=lambda item: (-item[0], item[2]))
-        top = candidates[:k]
-        hits = [c for s, f, c in top if f]
+        hits = [c for s, f, c in candidates[:k] if f]
         daily.append(len(hits) / k)
         caught.update(hits)
     return float(np.mean(daily)) if daily else 0.0, daily

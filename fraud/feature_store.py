@@ -56,12 +56,13 @@ def _build_online_sql() -> tuple[str, list[str], list[str]]:
         names.append(f"c_sum_{w}")
     cust_cols += [
         "COALESCE(SUM(amount * amount), 0)",
+        "COALESCE(MAX(amount), 0)",
         "MAX(timestamp)",
         "COUNT(*) FILTER (WHERE merchant_id = %s AND timestamp >= %s)",
         "COUNT(*) FILTER (WHERE country = %s AND timestamp >= %s)",
     ]
     cust_params += ["merchant", "t-novelty", "country", "t-novelty"]
-    names += ["c_sumsq_30d", "c_prev", "cm_n_30d", "cc_n_30d"]
+    names += ["c_sumsq_30d", "c_max_30d", "c_prev", "cm_n_30d", "cc_n_30d"]
     # S608: every fragment is a constant of this module; all values travel as parameters.
     customer_sql = (
         f"SELECT {', '.join(cust_cols)} FROM {table} "  # noqa: S608  # nosec B608
@@ -74,11 +75,11 @@ def _build_online_sql() -> tuple[str, list[str], list[str]]:
         merch_cols.append("COUNT(*) FILTER (WHERE timestamp >= %s)")
         merch_params.append(f"t-{w}")
         names.append(f"m_n_{w}")
-    for w in fx.MERCHANT_WINDOWS:
+    for w in fx.MERCHANT_RISK_WINDOWS:
         merch_cols.append("COUNT(*) FILTER (WHERE timestamp >= %s AND timestamp < %s)")
         merch_params += [f"t-delay-{w}", "t-delay"]
         names.append(f"m_dn_{w}")
-    for w in fx.MERCHANT_WINDOWS:
+    for w in fx.MERCHANT_RISK_WINDOWS:
         merch_cols.append(
             "COUNT(*) FILTER (WHERE timestamp >= %s AND timestamp < %s AND label = %s AND label_time <= %s)"
         )
@@ -111,7 +112,7 @@ def _online_params(tx: PendingTransaction, label_delay_days: int) -> list[object
     t = tx.timestamp
     delay = _us(label_delay_days * fx.DAY)
     widest_customer = max(fx.CUSTOMER_COUNT_WINDOWS.values())
-    widest_merchant = max(fx.MERCHANT_WINDOWS.values())
+    widest_merchant = max(fx.MERCHANT_RISK_WINDOWS.values())
     adapt = connection.ops.adapt_datetimefield_value
     values: dict[str, object] = {
         "t": t,
@@ -130,7 +131,7 @@ def _online_params(tx: PendingTransaction, label_delay_days: int) -> list[object
     values |= {f"t-card-{w}": t - _us(width) for w, width in fx.CARD_WINDOWS.items()}
     values |= {f"t-{w}": t - _us(width) for w, width in fx.CUSTOMER_COUNT_WINDOWS.items()}
     values |= {f"t-{w}": t - _us(width) for w, width in fx.MERCHANT_WINDOWS.items()}
-    values |= {f"t-delay-{w}": t - delay - _us(width) for w, width in fx.MERCHANT_WINDOWS.items()}
+    values |= {f"t-delay-{w}": t - delay - _us(width) for w, width in fx.MERCHANT_RISK_WINDOWS.items()}
     return [adapt(v) if isinstance(v, datetime) else v for v in (values[name] for name in ONLINE_PARAMS)]
 
 
@@ -298,7 +299,7 @@ def history_needed(
         Q(customer_id__in=customers, timestamp__gte=t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values())))
         | Q(
             merchant_id__in=merchants,
-            timestamp__gte=t_min - _us(label_delay_days * fx.DAY + max(fx.MERCHANT_WINDOWS.values())),
+            timestamp__gte=t_min - _us(label_delay_days * fx.DAY + max(fx.MERCHANT_RISK_WINDOWS.values())),
         )
         | Q(card_fingerprint__in={c for c in cards if c}, timestamp__gte=t_min - _us(max(fx.CARD_WINDOWS.values())))
     )

@@ -7,11 +7,12 @@ A feature vector is built in two steps:
 1. *Aggregates* over the history strictly before the transaction's time ``t`` (all times are
    integer microseconds since the Unix epoch, UTC):
    - customer windows ``[t - w, t)`` for w in 1 h, 1 d, 7 d, 30 d: count, amount sum (and sum of
-     squares over 30 d), the previous transaction's time, prior payments at this merchant and in
-     this country over 30 d;
+     squares and the largest amount over 30 d), the previous transaction's time, prior payments at
+     this merchant and in this country over 30 d;
    - merchant volume ``[t - w, t)`` for w in 1, 7, 30 d;
-   - merchant risk over the delayed windows ``[t - D - w, t - D)`` (``D`` = the label delay): the
-     transactions there and those labelled fraud *with the label known by t* (``label_time <= t``).
+   - merchant risk over the delayed windows ``[t - D - w, t - D)`` (``D`` = the label delay, w in
+     1, 3, 7, 14, 21, 30 d): the transactions there and those labelled fraud *with the label known
+     by t* (``label_time <= t``).
    Online, the database computes these (``fraud.feature_store``); offline, ``aggregate_offline``
    computes them vectorised over a history table. A test proves the two agree.
 2. ``assemble`` turns aggregates plus the transaction's own fields into the model's inputs. Both
@@ -26,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-FEATURE_SET_VERSION = "v2"  # v2: card velocity
+FEATURE_SET_VERSION = "v3"  # v2: card velocity; v3: amount against older history and the 30-day maximum, spend shift, merchant fraud counts
 
 US_PER_SECOND = 1_000_000
 HOUR = 3600 * US_PER_SECOND
@@ -35,6 +36,10 @@ DAY = 24 * HOUR
 CUSTOMER_COUNT_WINDOWS = {"1h": HOUR, "1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 CUSTOMER_SUM_WINDOWS = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 MERCHANT_WINDOWS = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+# Merchant risk over the delayed windows: the v2 three, and (v3) 3, 14 and 21 days between them.
+# Together they date a breach: a merchant all fraud for 21 days has been breached for at least 28.
+MERCHANT_RISK_WINDOWS = {**MERCHANT_WINDOWS, "3d": 3 * DAY, "14d": 14 * DAY, "21d": 21 * DAY}
+V3_RISK_WINDOWS = ("3d", "14d", "21d")
 CARD_WINDOWS = {"1h": HOUR, "1d": DAY}
 NOVELTY_WINDOW = 30 * DAY
 # Without a previous transaction the gap is taken as this long (the longest customer window).
@@ -44,13 +49,14 @@ AGGREGATE_NAMES: tuple[str, ...] = (
     *(f"c_n_{w}" for w in CUSTOMER_COUNT_WINDOWS),
     *(f"c_sum_{w}" for w in CUSTOMER_SUM_WINDOWS),
     "c_sumsq_30d",
+    "c_max_30d",  # the customer's largest amount in [t - 30 d, t), 0 without history
     "c_prev_ts",  # microseconds, or -1 when the customer has no earlier transaction
     "cm_n_30d",  # this customer's payments at this merchant
     "cc_n_30d",  # this customer's payments in this country
     *(f"k_n_{w}" for w in CARD_WINDOWS),  # earlier payments with the same card (0 without a card)
     *(f"m_n_{w}" for w in MERCHANT_WINDOWS),
-    *(f"m_dn_{w}" for w in MERCHANT_WINDOWS),  # delayed-window volume (risk denominator)
-    *(f"m_fraud_{w}" for w in MERCHANT_WINDOWS),  # delayed-window known fraud (risk numerator)
+    *(f"m_dn_{w}" for w in MERCHANT_RISK_WINDOWS),  # delayed-window volume (risk denominator)
+    *(f"m_fraud_{w}" for w in MERCHANT_RISK_WINDOWS),  # delayed-window known fraud (risk numerator)
 )
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -80,6 +86,15 @@ FEATURE_NAMES: tuple[str, ...] = (
     "has_card",
     "card_n_1h",
     "card_n_1d",
+    # v3. Appended, never inserted: a model of an earlier set reads its columns by name (scoring).
+    "amount_ratio_older",  # against the customer's payments 7–30 days ago, before a recent compromise
+    "spend_shift_7d",  # the last 7 days' average against that older average
+    "amount_ratio_max_30d",  # against the customer's largest payment in 30 days
+    "m_fraud_n_1d",  # known fraud at the merchant in the delayed windows, as counts: a rate of
+    "m_fraud_n_7d",  # 1/1 and one of 40/40 are different evidence
+    "m_fraud_n_30d",
+    *(f"m_risk_{w}" for w in V3_RISK_WINDOWS),
+    *(f"m_fraud_n_{w}" for w in V3_RISK_WINDOWS),
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -93,14 +108,20 @@ class ReasonGroup:
 
 
 REASON_GROUPS: tuple[ReasonGroup, ...] = (
-    ReasonGroup("AMOUNT_HIGH_FOR_CUSTOMER", ("amount_ratio_30d", "amount_zscore_30d")),
+    ReasonGroup(
+        "AMOUNT_HIGH_FOR_CUSTOMER",
+        ("amount_ratio_30d", "amount_zscore_30d", "amount_ratio_older", "amount_ratio_max_30d"),
+    ),
     ReasonGroup("AMOUNT_LEVEL", ("amount_log",)),
     ReasonGroup("CUSTOMER_VELOCITY", ("c_n_1h", "c_n_1d")),
     ReasonGroup("RAPID_SUCCESSION", ("log_secs_since_prev",)),
-    ReasonGroup("CUSTOMER_HISTORY", ("c_n_7d", "c_n_30d", "c_avg_1d", "c_avg_7d", "c_avg_30d")),
+    ReasonGroup("CUSTOMER_HISTORY", ("c_n_7d", "c_n_30d", "c_avg_1d", "c_avg_7d", "c_avg_30d", "spend_shift_7d")),
     ReasonGroup("NEW_MERCHANT_FOR_CUSTOMER", ("new_merchant_30d",)),
     ReasonGroup("NEW_COUNTRY_FOR_CUSTOMER", ("new_country_30d",)),
-    ReasonGroup("MERCHANT_FRAUD_RATE", ("m_risk_1d", "m_risk_7d", "m_risk_30d")),
+    ReasonGroup(
+        "MERCHANT_FRAUD_RATE",
+        tuple(f"m_risk_{w}" for w in MERCHANT_RISK_WINDOWS) + tuple(f"m_fraud_n_{w}" for w in MERCHANT_RISK_WINDOWS),
+    ),
     ReasonGroup("MERCHANT_VOLUME", ("m_n_1d", "m_n_7d", "m_n_30d")),
     ReasonGroup("TIME_OF_DAY", ("is_night", "is_weekend")),
     ReasonGroup("CHANNEL", ("channel_online", "channel_atm")),
@@ -159,6 +180,13 @@ def assemble(
     scale = np.maximum(np.maximum(std, 0.1 * avg["30d"]), 0.01)
     zscore = np.where(n30 > 0, np.clip((amount - avg["30d"]) / scale, -50.0, 50.0), 0.0)
     prev = agg["c_prev_ts"]
+    # The customer's average before the last 7 days: a compromise in the last week inflates the
+    # 30-day average it is compared with, the older part is still the customer's own.
+    n_older = n30 - agg["c_n_7d"]
+    avg_older = safe_div(agg["c_sum_30d"] - agg["c_sum_7d"], n_older, 0.0)
+    has_older = (n_older > 0) & (avg_older > 0)
+    ratio_older = np.where(has_older, amount / np.where(has_older, avg_older, 1.0), 1.0)
+    shift = np.where(has_older & (agg["c_n_7d"] > 0), avg["7d"] / np.where(has_older, avg_older, 1.0), 1.0)
     gap = np.where(prev >= 0, (ts_us - prev) / US_PER_SECOND, MAX_GAP_SECONDS)
     gap = np.clip(gap, 0.0, MAX_GAP_SECONDS)
     night, weekend = calendar_flags(ts_us)
@@ -177,13 +205,17 @@ def assemble(
         "new_merchant_30d": (agg["cm_n_30d"] == 0).astype(np.float64),
         "new_country_30d": (agg["cc_n_30d"] == 0).astype(np.float64),
         **{f"m_n_{w}": agg[f"m_n_{w}"] for w in MERCHANT_WINDOWS},
-        **{f"m_risk_{w}": safe_div(agg[f"m_fraud_{w}"], agg[f"m_dn_{w}"], 0.0) for w in MERCHANT_WINDOWS},
+        **{f"m_risk_{w}": safe_div(agg[f"m_fraud_{w}"], agg[f"m_dn_{w}"], 0.0) for w in MERCHANT_RISK_WINDOWS},
         "is_night": night,
         "is_weekend": weekend,
         "channel_online": (channel == "online").astype(np.float64),
         "channel_atm": (channel == "atm").astype(np.float64),
         "has_card": np.asarray(has_card, dtype=np.float64),
         **{f"card_n_{w}": agg[f"k_n_{w}"] for w in CARD_WINDOWS},
+        "amount_ratio_older": ratio_older,
+        "spend_shift_7d": shift,
+        "amount_ratio_max_30d": safe_div(amount, agg["c_max_30d"], 1.0),
+        **{f"m_fraud_n_{w}": agg[f"m_fraud_{w}"] for w in MERCHANT_RISK_WINDOWS},
     }
     return np.column_stack([columns[name] for name in FEATURE_NAMES]).astype(np.float32)
 
@@ -241,10 +273,8 @@ class _Grouped:
         order = np.lexsort((ts, group))
         self.group = group[order]
         self.ts = ts[order]
-        self.sums = {
-            name: np.concatenate(([0.0], np.cumsum(np.asarray(v, dtype=np.float64)[order])))
-            for name, v in (values or {}).items()
-        }
+        self.values = {name: np.asarray(v, dtype=np.float64)[order] for name, v in (values or {}).items()}
+        self.sums = {name: np.concatenate(([0.0], np.cumsum(v))) for name, v in self.values.items()}
 
     def positions(self, tgt_group: np.ndarray, tgt_time: np.ndarray, side: str = "left") -> np.ndarray:
         """Index of the first history row of the target's group with time >= (or > for
@@ -267,6 +297,34 @@ class _Grouped:
             hkey = (self.group[hmask_lo:hmask_hi] - g0) * span + (self.ts[hmask_lo:hmask_hi] - lo_t)
             tkey = (tgt_group[tmask] - g0) * span + (tgt_time[tmask] - lo_t)
             out[tmask] = hmask_lo + np.searchsorted(hkey, tkey, side=side)
+        return out
+
+    def range_max(self, name: str, lo: np.ndarray, hi: np.ndarray, empty: float = 0.0) -> np.ndarray:
+        """Per target, the largest ``name`` value among sorted history rows [lo, hi) (``empty``
+        where the range is empty): a sparse table over the sorted values, as deep as the
+        longest range needs, answering every range with two overlapping power-of-two blocks."""
+        values = self.values[name]
+        length = hi - lo
+        out = np.full(len(lo), empty, dtype=np.float64)
+        nonempty = length > 0
+        if not nonempty.any():
+            return out
+        levels = [values]
+        while 2 ** len(levels) <= int(length.max()):
+            half = 2 ** (len(levels) - 1)
+            prev = levels[-1]
+            levels.append(np.maximum(prev[:-half], prev[half:]))
+        lo_, hi_, length_ = lo[nonempty], hi[nonempty], length[nonempty]
+        k = np.floor(np.log2(length_)).astype(np.int64)
+        # log2 of an exact power of two can round down a level too far; correct it both ways.
+        k = np.where(2 ** (k + 1) <= length_, k + 1, k)
+        k = np.where(2**k > length_, k - 1, k)
+        result = np.empty(len(lo_), dtype=np.float64)
+        for level in np.unique(k):
+            rows = k == level
+            table = levels[int(level)]
+            result[rows] = np.maximum(table[lo_[rows]], table[hi_[rows] - 2 ** int(level)])
+        out[nonempty] = result
         return out
 
     def window(self, tgt_group: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -326,6 +384,7 @@ def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) 
             out[f"c_sum_{w}"] = customers.sums["amount"][hi] - customers.sums["amount"][lo]
         if w == "30d":
             out["c_sumsq_30d"] = customers.sums["amount_sq"][hi] - customers.sums["amount_sq"][lo]
+            out["c_max_30d"] = customers.range_max("amount", lo, hi)
     before = customers.positions(cust_t, t) - 1
     has_prev = (before >= 0) & (customers.group[np.maximum(before, 0)] == cust_t)
     out["c_prev_ts"] = np.where(has_prev, customers.ts[np.maximum(before, 0)], -1).astype(np.float64)
@@ -341,6 +400,7 @@ def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) 
     merchants = _Grouped(merch_h, history.ts)
     for w, width in MERCHANT_WINDOWS.items():
         out[f"m_n_{w}"] = merchants.count(merch_t, t - width, t)
+    for w, width in MERCHANT_RISK_WINDOWS.items():
         out[f"m_dn_{w}"] = merchants.count(merch_t, t - delay - width, t - delay)
         out[f"m_fraud_{w}"] = _known_fraud_counts(history, merch_h, t, merch_t, delay, width)
     return out

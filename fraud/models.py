@@ -58,6 +58,9 @@ class ModelVersion(models.Model):
     feature_names = models.JSONField()
     # One value per feature, used to neutralise a feature group when explaining a score.
     neutral_values = models.JSONField()
+    # The map from the model's output to a probability, fitted on the validation window
+    # (``fraud.runtime.calibrate``); empty for none (models stored before calibration existed).
+    calibration = models.JSONField(default=dict, blank=True)
     train_start = models.DateTimeField()
     train_end = models.DateTimeField()
     validation_start = models.DateTimeField()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +37,17 @@ class Contribution:
     delta: float  # score minus the score with the group neutralised
 
 
+def calibrate(scores: np.ndarray, calibration: Mapping[str, float] | None) -> np.ndarray:
+    """Scores mapped to probabilities: Platt scaling on the log-odds, ``sigmoid(a·logit(p) + b)``
+    (fitted by ``fraud.training.fit_calibration``). With ``a > 0`` it is strictly increasing, so
+    rankings (AUC, precision at k) are untouched; no calibration leaves scores as they are."""
+    if not calibration:
+        return scores
+    p = np.clip(scores, 1e-7, 1 - 1e-7)
+    z = calibration["a"] * (np.log(p) - np.log1p(-p)) + calibration["b"]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -53,7 +64,11 @@ class OnnxScorer:
         neutral_values: Sequence[float],
         reason_groups: Sequence[ReasonGroup] = REASON_GROUPS,
         threads: int = 1,
+        input_names: Sequence[str] | None = None,
+        calibration: Mapping[str, float] | None = None,
     ):
+        """``input_names``: the columns callers pass, when they are not the model's own (a model of
+        an earlier feature set, whose features are a subset of today's, picks its columns by name)."""
         actual = sha256_hex(artifact)
         if actual != expected_sha256:
             raise ArtifactIntegrityError(f"model artifact sha256 {actual} does not match recorded {expected_sha256}")
@@ -62,6 +77,7 @@ class OnnxScorer:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         self.session = ort.InferenceSession(artifact, sess_options=options, providers=["CPUExecutionProvider"])
+        self.calibration = dict(calibration or {})
         self.input_name = self.session.get_inputs()[0].name
         outputs = [o.name for o in self.session.get_outputs()]
         # skl2onnx classifiers emit (label, probabilities); take the probabilities only.
@@ -71,20 +87,42 @@ class OnnxScorer:
         if self.neutral.shape != (self.n_features,):
             raise ValueError("neutral_values must have one value per feature")
         index = {name: i for i, name in enumerate(feature_names)}
-        self.groups = tuple(g for g in reason_groups if all(f in index for f in g.features))
+        self._take: np.ndarray | None = None
+        if input_names is not None and list(input_names) != list(feature_names):
+            position = {name: i for i, name in enumerate(input_names)}
+            missing = [name for name in feature_names if name not in position]
+            if missing:
+                raise ValueError(f"the input lacks features the model needs: {missing}")
+            self._take = np.array([position[name] for name in feature_names], dtype=np.int64)
+        # A group explains the features of it this model has (an older model has fewer).
+        self.groups = tuple(g for g in reason_groups if any(f in index for f in g.features))
         # For the explanation copies of one input: copy g neutralises group g's columns.
         rows, cols = [], []
         for g, group in enumerate(self.groups):
             for feature in group.features:
-                rows.append(g)
-                cols.append(index[feature])
+                if feature in index:
+                    rows.append(g)
+                    cols.append(index[feature])
         self._rows = np.array(rows, dtype=np.int64)
         self._cols = np.array(cols, dtype=np.int64)
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        """Fraud probabilities for ``[n, n_features]`` rows (no explanations)."""
-        x = np.ascontiguousarray(features, dtype=np.float32)
+    def _inputs(self, features: np.ndarray) -> np.ndarray:
+        x = features if self._take is None else np.asarray(features)[:, self._take]
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def raw(self, features: np.ndarray) -> np.ndarray:
+        """The ONNX model's own probabilities, before calibration (what export checks against
+        scikit-learn)."""
+        x = self._inputs(features)
         return self.session.run(self.output_names, {self.input_name: x})[0][:, 1].astype(np.float64)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        scores = self.session.run(self.output_names, {self.input_name: x})[0][:, 1].astype(np.float64)
+        return calibrate(scores, self.calibration)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Fraud probabilities for rows of the input columns (no explanations)."""
+        return self._run(self._inputs(features))
 
     def score_with_reasons(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores ``[n]`` and group contributions ``[n, G]``.
@@ -94,16 +132,16 @@ class OnnxScorer:
         reason, and only the others are explained (a second call, one neutralised copy per group).
         Most traffic scores far below it, so most rows cost one model row instead of 1 + G
         (measured: 13 model rows per transaction made reasons ~90 % of inference)."""
-        x = np.ascontiguousarray(features, dtype=np.float32)
+        x = self._inputs(features)
         n = x.shape[0]
-        scores = self.predict(x)
+        scores = self._run(x)
         deltas = np.zeros((n, len(self.groups)), dtype=np.float64)
         explain = np.flatnonzero(scores >= REASON_MIN_DELTA)
         if explain.size and self.groups:
             m, g = explain.size, len(self.groups)
             stacked = np.repeat(x[explain], g, axis=0).reshape(m, g, self.n_features)
             stacked[:, self._rows, self._cols] = self.neutral[self._cols]
-            neutralised = self.predict(stacked.reshape(m * g, self.n_features)).reshape(m, g)
+            neutralised = self._run(stacked.reshape(m * g, self.n_features)).reshape(m, g)
             deltas[explain] = scores[explain, None] - neutralised
         return scores, deltas
 

@@ -53,8 +53,16 @@ def thresholds_row() -> DecisionThresholds:
     return row
 
 
+def servable(version: ModelVersion) -> bool:
+    """Whether this code computes every feature the model needs. Feature sets only ever append
+    features, so models of earlier sets keep serving (on their own columns) until a retrained
+    one replaces them."""
+    return set(version.feature_names) <= set(fx.FEATURE_NAMES)
+
+
 def load_model(version: ModelVersion) -> ActiveModel:
-    if version.feature_names != list(fx.FEATURE_NAMES):
+    """The model's session; it takes rows in today's ``FEATURE_NAMES`` layout."""
+    if not servable(version):
         raise NoActiveModelError(
             f"model {version.version} expects feature set {version.feature_set_version}, "
             f"this code computes {fx.FEATURE_SET_VERSION}"
@@ -64,6 +72,8 @@ def load_model(version: ModelVersion) -> ActiveModel:
         expected_sha256=version.artifact_sha256,
         feature_names=version.feature_names,
         neutral_values=version.neutral_values,
+        input_names=fx.FEATURE_NAMES,
+        calibration=version.calibration,
     )
     return ActiveModel(id=version.pk, version=version.version, sha256=version.artifact_sha256, scorer=scorer)
 

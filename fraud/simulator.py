@@ -23,9 +23,11 @@ The process:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from fraud.features import DAY, to_epoch_us
+from fraud.features import DAY, from_epoch_us, to_epoch_us
 from fraud.generator import Generated
 
 SCENARIOS = ("amount_over_220", "compromised_terminal", "compromised_customer")
@@ -109,3 +111,20 @@ def simulate(
         result.scenario.append(str(scenario[i]))
         result.label_time_us.append(int(ts[i]) + delay if scenario[i] else -1)
     return result
+
+
+# The public benchmark's file layout (its pickles, as CSV): what `import_transactions` reads.
+BENCHMARK_HEADER = ("TRANSACTION_ID", "TX_DATETIME", "CUSTOMER_ID", "TERMINAL_ID", "TX_AMOUNT", "TX_TIME_SECONDS",
+                    "TX_TIME_DAYS", "TX_FRAUD", "TX_FRAUD_SCENARIO")  # fmt: skip
+
+
+def benchmark_csv_rows(g: Generated, *, start) -> Iterator[tuple]:
+    """``g`` as the benchmark publishes it: integer ids, naive UTC times, the fraud flag and the
+    scenario number (1–3, 0 for legitimate)."""
+    t0 = to_epoch_us(start)
+    for i in range(len(g)):
+        seconds = (g.ts_us[i] - t0) // 1_000_000
+        moment = from_epoch_us(g.ts_us[i] - g.ts_us[i] % 1_000_000)
+        scenario = SCENARIOS.index(g.scenario[i]) + 1 if g.scenario[i] else 0
+        yield (i, moment.strftime("%Y-%m-%d %H:%M:%S"), int(g.customer_id[i][1:]), int(g.merchant_id[i][1:]),
+               f"{g.amount[i]:.2f}", seconds, seconds // 86400, int(scenario > 0), scenario)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from accounts.models import User
+from fraud.bulk import insert_new
 from fraud.feature_store import refresh_statistics
 from fraud.models import Channel, Label, LabelSource, Transaction
 from fraud.services.transactions import canonical_hash
@@ -23,12 +25,31 @@ from fraud.validation import (
     CurrencyField,
     IdentifierField,
     StrictSerializer,
+    country_codes,
+    currency_codes,
     currency_decimals,
+    fast_amount,
+    fast_identifier,
+    fast_timestamp,
 )
 
 IMPORT_REQUIRED = ("transaction_id", "timestamp", "customer_id", "merchant_id", "amount")
 IMPORT_OPTIONAL = ("currency", "country", "channel", "label", "label_time")
 DEFAULT_CURRENCY = "EUR"
+# The public simulated card-fraud benchmark (Le Borgne et al., *Reproducible Machine Learning for
+# Credit Card Fraud Detection*) is read as it is published: its columns map onto ours, its naive
+# times are UTC, and its scenario column (the generator's answer key) and day/second counters are
+# ignored. A pandas index column ("" or "Unnamed: 0") is ignored too.
+BENCHMARK_COLUMNS = {
+    "TRANSACTION_ID": "transaction_id",
+    "TX_DATETIME": "timestamp",
+    "CUSTOMER_ID": "customer_id",
+    "TERMINAL_ID": "merchant_id",
+    "TX_AMOUNT": "amount",
+    "TX_FRAUD": "label",
+}
+BENCHMARK_IGNORED = ("TX_TIME_SECONDS", "TX_TIME_DAYS", "TX_FRAUD_SCENARIO", "", "Unnamed: 0")
+NAIVE_TIME_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)")
 LABEL_VALUES = {"1": Label.FRAUD, "fraud": Label.FRAUD, "0": Label.LEGITIMATE, "legitimate": Label.LEGITIMATE}
 
 
@@ -64,6 +85,59 @@ class ImportRowSerializer(StrictSerializer):
         return attrs
 
 
+_CHANNELS = frozenset(Channel.values)
+_COLUMNS = frozenset(IMPORT_REQUIRED + IMPORT_OPTIONAL)
+
+
+def _fast_row(raw: dict[str, str]) -> dict[str, Any] | None:
+    """``ImportRowSerializer``'s validated data for a well-formed row, by plain checks (a
+    property test holds them to the serializer); None otherwise, and the serializer explains.
+    DRF cost ~800 µs a row: most of an import."""
+    if not raw.keys() <= _COLUMNS or not all(name in raw for name in IMPORT_REQUIRED):
+        return None
+    out: dict[str, Any] = {}
+    for name in ("transaction_id", "customer_id", "merchant_id"):
+        if (identifier := fast_identifier(raw[name])) is None:
+            return None
+        out[name] = identifier
+    currency = raw.get("currency", DEFAULT_CURRENCY)
+    if currency not in currency_codes() or (amount := fast_amount(raw["amount"], currency)) is None:
+        return None
+    out["amount"], out["currency"] = amount, currency
+    if (moment := fast_timestamp(raw["timestamp"])) is None:
+        return None
+    out["timestamp"] = moment
+    if "country" in raw:
+        if raw["country"] not in country_codes():
+            return None
+        out["country"] = raw["country"]
+    if "channel" in raw:
+        if raw["channel"] not in _CHANNELS:
+            return None
+        out["channel"] = raw["channel"]
+    if "label" in raw:
+        if (label := LABEL_VALUES.get(raw["label"].strip().lower())) is None:
+            return None
+        out["label"] = label
+    if "label_time" in raw:
+        label_time = fast_timestamp(raw["label_time"])
+        if label_time is None or "label" not in out or label_time < moment:
+            return None
+        out["label_time"] = label_time
+    return out
+
+
+def validate_import_row(raw: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, list[str]] | None]:
+    """(validated data, None) or (None, errors by field)."""
+    data = _fast_row(raw)
+    if data is not None:
+        return data, None
+    serializer = ImportRowSerializer(data=raw)
+    if serializer.is_valid():
+        return dict(serializer.validated_data), None
+    return None, {k: [str(m) for m in v] for k, v in serializer.errors.items()}
+
+
 @dataclass
 class ImportReport:
     rows: int = 0
@@ -76,19 +150,32 @@ class ImportFileError(ValueError):
     pass
 
 
+def _benchmark_row(raw: dict[str, str]) -> dict[str, str]:
+    row = {BENCHMARK_COLUMNS[k]: v for k, v in raw.items() if k in BENCHMARK_COLUMNS}
+    naive = NAIVE_TIME_RE.fullmatch(row.get("timestamp", ""))
+    if naive:
+        row["timestamp"] = f"{naive[1]}T{naive[2]}+00:00"
+    return row
+
+
 def _rows(file: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
     reader = csv.DictReader(io.TextIOWrapper(file, encoding="utf-8-sig", newline=""))
     header = reader.fieldnames or []
-    missing = [c for c in IMPORT_REQUIRED if c not in header]
-    unknown = [c for c in header if c not in IMPORT_REQUIRED + IMPORT_OPTIONAL]
+    benchmark = "TX_DATETIME" in header
+    if benchmark:
+        missing = [c for c in BENCHMARK_COLUMNS if c not in header]
+        unknown = [c for c in header if c not in BENCHMARK_COLUMNS and c not in BENCHMARK_IGNORED]
+    else:
+        missing = [c for c in IMPORT_REQUIRED if c not in header]
+        unknown = [c for c in header if c not in IMPORT_REQUIRED + IMPORT_OPTIONAL]
     if missing or unknown:
         raise ImportFileError(f"missing columns: {missing}; unknown columns: {unknown}")
     for line, raw in enumerate(reader, start=2):  # line 1 is the header
-        yield (
-            line,
-            {k: v for k, v in raw.items() if k is not None and v not in ("", None)}
-            | ({"_extra": "1"} if None in raw else {}),
-        )
+        extra = None in raw
+        cells = {k: v for k, v in raw.items() if k is not None and v not in ("", None)}
+        if benchmark:
+            cells = _benchmark_row(cells)
+        yield line, cells | ({"_extra": "1"} if extra else {})
 
 
 def history_import_csv(*, owner: User, file: IO[bytes], batch_size: int = 5000) -> ImportReport:
@@ -106,11 +193,10 @@ def history_import_csv(*, owner: User, file: IO[bytes], batch_size: int = 5000) 
             if "_extra" in raw:
                 report.bad.append((line, {"non_field_errors": ["More cells than the header."]}))
                 continue
-            serializer = ImportRowSerializer(data=raw)
-            if not serializer.is_valid():
-                report.bad.append((line, {k: [str(m) for m in v] for k, v in serializer.errors.items()}))
+            d, errors = validate_import_row(raw)
+            if d is None:
+                report.bad.append((line, errors or {}))
                 continue
-            d = serializer.validated_data
             if d["transaction_id"] in seen:
                 report.bad.append((line, {"transaction_id": ["Repeats an earlier row of this file."]}))
                 continue
@@ -135,11 +221,11 @@ def history_import_csv(*, owner: User, file: IO[bytes], batch_size: int = 5000) 
                 )
             )
             if len(batch) >= batch_size:
-                Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
+                insert_new(Transaction, batch)
                 batch.clear()
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ImportFileError(f"not a UTF-8 CSV file: {exc}") from None
-    Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
+    insert_new(Transaction, batch)
     refresh_statistics()
     report.imported = Transaction.objects.owned_by(owner.pk).count() - existing
     report.already_present = report.rows - len(report.bad) - report.imported

@@ -23,7 +23,8 @@ from fraud.models import (
     ModelVersion,
     Transaction,
 )
-from fraud.scoring import load_model, runtime, thresholds_row
+from fraud.runtime import calibrate
+from fraud.scoring import load_model, runtime, servable, thresholds_row
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def model_train(
     one is usable; a command run right after loading data reads the primary."""
     from cipherguard.replica import analytics_reads
     from fraud import training  # scikit-learn stays out of web processes
+    from fraud.evaluation import calibration_metrics
 
     history = Transaction.objects.all()
     if as_of is not None:
@@ -154,18 +156,29 @@ def model_train(
     model = training.fit(x[train_rows], y_train, seed=seed)
     neutral = training.neutral_values(x[train_rows])
     exported = training.export(model, x[val_rows], list(fx.FEATURE_NAMES), neutral)
-    val_scores = model.predict_proba(x[val_rows])[:, 1]
+    # The score becomes a probability on the validation window, which the model never saw: an
+    # analyst's "0.3" then means about 3 in 10 such payments are fraud. Calibration is monotone,
+    # so the validation ranking metrics (and the comparison with the champion) are unchanged.
+    raw_val = model.predict_proba(x[val_rows].astype(np.float32))[:, 1]
+    calibration = training.fit_calibration(raw_val, y_val)
+    val_scores = calibrate(raw_val, calibration)
+    train_scores = calibrate(model.predict_proba(x[train_rows].astype(np.float32))[:, 1], calibration)
     metrics = {
         "validation": training.binary_metrics(y_val, val_scores),
-        "train": training.binary_metrics(y_train, model.predict_proba(x[train_rows])[:, 1]),
+        "train": training.binary_metrics(y_train, train_scores),
+        "calibration": {
+            "before": calibration_metrics(y_val, raw_val),
+            "after": calibration_metrics(y_val, val_scores),
+            "fitted": bool(calibration),
+        },
         "onnx_max_abs_diff": exported.onnx_max_abs_diff,
         "label_delay_days": delay_days,
         "seed": seed,
         # Score and feature distributions of the training rows: the reference for drift.
-        "reference": reference_distributions(x[train_rows], model.predict_proba(x[train_rows])[:, 1]),
+        "reference": reference_distributions(x[train_rows], train_scores),
     }
     active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).first()
-    if active is not None and active.feature_names == list(fx.FEATURE_NAMES):
+    if active is not None and servable(active):
         # The champion on exactly the challenger's held-back rows: a like-for-like comparison.
         champion_scores = load_model(active).scorer.predict(x[val_rows])
         metrics["active_on_same_window"] = {
@@ -181,6 +194,7 @@ def model_train(
         feature_set_version=fx.FEATURE_SET_VERSION,
         feature_names=list(fx.FEATURE_NAMES),
         neutral_values=exported.neutral_values,
+        calibration=calibration,
         train_start=w.train_start,
         train_end=w.train_end,
         validation_start=w.validation_start,

@@ -118,3 +118,50 @@ def test_the_fast_path_takes_the_common_case():
 def test_invalid_input_gets_the_serializers_errors_by_field(change, field):
     data, errors = validate_transaction({**GOOD, **change})
     assert data is None and field in errors
+
+
+# --- Import rows (manage.py import_transactions): the same promise for ImportRowSerializer ------
+
+IMPORT_GOOD = {"transaction_id": "h1", "timestamp": "2026-03-01T10:00:00Z", "customer_id": "C1",
+               "merchant_id": "M1", "amount": "12.50"}  # fmt: skip
+text_stamps = st.sampled_from(
+    ["2026-03-01T10:00:00Z", "2026-03-01T09:00:00Z", "2026-03-08T10:00:00+02:00", "2026-03-01T10:00:00",
+     "1999-12-31T23:59:59Z", (NOW + timedelta(days=2)).isoformat(), "nope"]
+)  # fmt: skip
+labels = st.sampled_from(["1", "0", "fraud", "Legitimate", " FRAUD ", "2", "yes", "  "])
+
+
+@st.composite
+def import_rows(draw):
+    row = dict(IMPORT_GOOD)
+    text = st.text(max_size=8)
+    for name, strategy in (("transaction_id", st.one_of(ids.filter(lambda v: isinstance(v, str)), text)),
+                           ("customer_id", text), ("amount", st.sampled_from(["1", "0.001", "5", "-2", "1e3", "12.345"])),
+                           ("timestamp", text_stamps), ("currency", st.sampled_from(["EUR", "JPY", "eur", "ZZZ"])),
+                           ("country", st.sampled_from(["FR", "fr", "XX", " FR"])),
+                           ("channel", st.sampled_from(["pos", "online", "POS", "web"])), ("label", labels),
+                           ("label_time", text_stamps)):  # fmt: skip
+        if draw(st.integers(0, 2)) == 0:
+            row[name] = draw(strategy)
+    if draw(st.integers(0, 5)) == 0:
+        del row[draw(st.sampled_from(sorted(row)))]
+    return row
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(import_rows())
+def test_the_import_fast_path_never_accepts_more_or_returns_anything_else(raw):
+    from fraud.services.imports import ImportRowSerializer, _fast_row
+
+    fast = _fast_row(raw)
+    if fast is not None:
+        serializer = ImportRowSerializer(data=raw)
+        assert serializer.is_valid(), serializer.errors
+        assert fast == dict(serializer.validated_data)
+
+
+def test_the_import_fast_path_takes_the_common_rows():
+    from fraud.services.imports import _fast_row
+
+    assert _fast_row(IMPORT_GOOD) is not None
+    assert _fast_row({**IMPORT_GOOD, "label": "1", "label_time": "2026-03-05T00:00:00Z", "country": "FR"}) is not None

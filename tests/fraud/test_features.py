@@ -7,6 +7,8 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fraud import features as fx
 from fraud.feature_store import load_history
@@ -49,6 +51,9 @@ def test_online_and_offline_features_are_identical_for_the_same_transactions(ali
     assert (off[:, col["m_risk_30d"]] > 0).any()
     assert (off[:, col["new_merchant_30d"]] == 1).any() and (off[:, col["new_merchant_30d"]] == 0).any()
     assert (off[:, col["amount_zscore_30d"]] != 0).any()
+    for name in ("amount_ratio_older", "spend_shift_7d", "amount_ratio_max_30d"):
+        assert len(np.unique(off[:, col[name]])) > 10, name
+    assert (off[:, col["m_fraud_n_30d"]] > 0).any()
 
 
 def test_window_edges_agree_online_and_offline(alice):
@@ -68,6 +73,11 @@ def test_window_edges_agree_online_and_offline(alice):
     assert on[fx.FEATURE_INDEX["c_n_30d"]] == 2
     assert on[fx.FEATURE_INDEX["c_n_1h"]] == 1
     assert on[fx.FEATURE_INDEX["c_avg_30d"]] == pytest.approx(25.0)
+    # The largest earlier amount is the one 1 µs before (40), not the later ones (20, 30).
+    assert on[fx.FEATURE_INDEX["amount_ratio_max_30d"]] == pytest.approx(100 / 40)
+    # 7–30 days ago holds only the 10 (exactly 30 days before); the last 7 days only the 40.
+    assert on[fx.FEATURE_INDEX["amount_ratio_older"]] == pytest.approx(100 / 10)
+    assert on[fx.FEATURE_INDEX["spend_shift_7d"]] == pytest.approx(40 / 10)
 
 
 @pytest.mark.parametrize("implementation", ["online", "offline"])
@@ -104,7 +114,26 @@ def test_no_feature_uses_transactions_or_labels_from_after_their_time(alice, imp
     )
     after = features()
     assert after[fx.FEATURE_INDEX["m_risk_30d"]] == pytest.approx(1 / 5)
+    assert after[fx.FEATURE_INDEX["m_fraud_n_30d"]] == 1.0
     assert after[fx.FEATURE_INDEX["m_risk_1d"]] == 0.0  # the old rows are 10 days old: outside [t-8d, t-7d)
+
+
+@given(
+    groups=st.lists(st.integers(0, 3), min_size=1, max_size=80),
+    values=st.lists(st.floats(0.01, 1e6), min_size=80, max_size=80),
+    queries=st.lists(st.tuples(st.integers(0, 80), st.integers(0, 80)), min_size=1, max_size=30),
+)
+@settings(max_examples=300, deadline=None)
+def test_range_max_is_the_maximum_of_every_range(groups, values, queries):
+    """The sparse table behind the 30-day maximum, against max() over each range (power-of-two
+    lengths included, where a rounding log2 could pick the wrong level)."""
+    n = len(groups)
+    grouped = fx._Grouped(np.array(groups), np.arange(n, dtype=np.int64), {"v": np.array(values[:n])})
+    lo = np.array([min(a, b) % (n + 1) for a, b in queries])
+    hi = np.array([max(min(a, b) % (n + 1), max(a, b) % (n + 1)) for a, b in queries])
+    got = grouped.range_max("v", lo, hi, empty=-1.0)
+    expected = [max(grouped.values["v"][a:b], default=-1.0) for a, b in zip(lo, hi, strict=True)]
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_calendar_flags_use_utc_hour_and_weekday():

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 from io import StringIO
 
 import pytest
@@ -87,3 +88,41 @@ def test_a_second_import_adds_nothing(tmp_path, alice):
 def test_a_file_with_wrong_columns_is_refused(tmp_path, alice):
     with pytest.raises(CommandError, match="missing columns"):
         run(write(tmp_path, ["x,1"], header="id,amount"), alice)
+
+
+BENCHMARK_HEADER = ",TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_TIME_SECONDS,TX_TIME_DAYS,TX_FRAUD,TX_FRAUD_SCENARIO"
+
+
+def test_the_public_benchmarks_own_layout_is_read_as_published(tmp_path, alice, settings):
+    path = write(
+        tmp_path,
+        [
+            "0,0,2018-04-01 00:00:31,596,3156,57.16,31,0,0,0",
+            "1,1,2018-04-01 00:02:10,4961,3412,81.51,130,0,1,2",
+            "2,2,2018-04-01 00:07:56,2,1365,0.00,476,0,0,0",
+        ],
+        header=BENCHMARK_HEADER,
+    )
+    summary, errors = run(path, alice)
+    assert summary == {"rows": 3, "imported": 2, "already_present": 0, "bad": 1}
+    assert "line 4: amount:" in errors  # a zero amount is refused like any other, naming the field
+    first, second = Transaction.objects.order_by("transaction_id")
+    assert (first.customer_id, first.merchant_id, first.amount) == ("596", "3156", Decimal("57.16"))
+    assert first.timestamp.isoformat() == "2018-04-01T00:00:31+00:00"  # naive benchmark times are UTC
+    assert first.label == Label.LEGITIMATE and second.label == Label.FRAUD
+    assert second.label_time == second.timestamp + timedelta(days=settings.FRAUD_LABEL_DELAY_DAYS)
+
+
+def test_the_benchmark_layout_needs_its_columns_and_nothing_unknown(tmp_path, alice):
+    missing = write(
+        tmp_path,
+        ["0,2018-04-01 00:00:31,596,3156,0"],
+        header="TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_FRAUD",
+    )
+    with pytest.raises(CommandError, match="missing columns: \\['TX_AMOUNT'\\]"):
+        run(missing, alice)
+    unknown = write(tmp_path, ["0,2018-04-01 00:00:31,596,3156,1.00,0,x"],
+                    header="TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD,SURPRISE")  # fmt: skip
+    with pytest.raises(CommandError, match="unknown columns: \\['SURPRISE'\\]"):
+        run(unknown, alice)
+    assert not Transaction.objects.exists()

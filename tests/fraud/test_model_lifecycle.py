@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from audit.models import AuditEvent
 from fraud import features as fx
-from fraud.evaluation import card_precision_at_k
+from fraud.evaluation import card_precision_at_k, not_known_compromised
 from fraud.models import ModelStatus, ModelVersion, Transaction
 from fraud.services import history_generate, model_retrain, model_version_activate, model_version_set_shadow
 from tests.factories import ModelVersionFactory
@@ -51,12 +51,29 @@ def test_retraining_records_a_candidate_with_metrics_for_both_models(history, ac
     assert active_model.status == ModelStatus.ACTIVE
 
 
+@pytest.fixture
+def weak_live_model(db, small_history):
+    """A live model that learned nothing: trained on the right features with shuffled labels."""
+
+    from fraud import training
+    from fraud.feature_store import frame_from_generated
+
+    frame = frame_from_generated(small_history)
+    x = fx.features_offline(frame, frame, label_delay_days=7)
+    y = np.random.default_rng(0).permutation((frame.fraud_known_at != fx.NOT_FRAUD).astype(np.int64))
+    exported = training.export(training.fit(x, y), x[:500], list(fx.FEATURE_NAMES), training.neutral_values(x))
+    version = ModelVersionFactory(
+        artifact=exported.artifact, artifact_sha256=exported.sha256, neutral_values=exported.neutral_values
+    )
+    return model_version_activate(version=version)
+
+
 def test_a_candidate_that_beats_the_live_model_by_the_margin_is_promoted(
-    history, active_model, django_capture_on_commit_callbacks
+    history, weak_live_model, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
         candidate = model_retrain(auto_promote_margin=0.0)
-    # The session's fixture model was trained on other data; the retrained one must win on this.
+    # The live model learned shuffled labels; the retrained one must win on the same rows.
     assert (
         candidate.metrics["validation"]["average_precision"]
         > candidate.metrics["active_on_same_window"]["average_precision"]
@@ -110,29 +127,29 @@ def test_the_active_model_cannot_shadow_itself_and_promotion_ends_shadowing(db, 
     assert not ModelVersion.objects.filter(shadow=True).exists()
 
 
-def test_card_precision_at_k_on_a_fixture_with_known_answers():
+def test_the_test_set_and_card_precision_at_k_on_a_fixture_with_known_answers():
     day = fx.DAY
-    t0 = 100 * day
-    # Day 0: c1 (fraud) 0.9, c2 (fine) 0.8, c3 (fraud, but known compromised before) 0.95.
-    # Day 1: c1 again (caught yesterday: excluded) 0.99, c4 (fraud) 0.5, c5 (fine) 0.7.
-    ts = np.array([t0 + 1, t0 + 2, t0 + 3, t0 + day + 1, t0 + day + 2, t0 + day + 3])
-    customer = np.array(["c1", "c2", "c3", "c1", "c4", "c5"])
-    scores = np.array([0.9, 0.8, 0.95, 0.99, 0.5, 0.7])
-    fraud = np.array([1, 0, 1, 1, 1, 0])
-    known = {"c3": t0 - 30 * day, "c1": t0 + 1, "c4": t0 + day + 2}
-    mean, daily = card_precision_at_k(
-        ts=ts,
-        customer=customer,
-        scores=scores,
-        fraud=fraud,
-        test_start=t0,
-        test_days=2,
-        k=2,
-        known_compromised_before=known,
-        delay=7 * day,
+    train_start, t0 = 86 * day, 100 * day  # 7 days of training, 7 of delay, then the test
+    # Before the test: c3 defrauded in training (known), c6 defrauded 3 days before the test
+    # (inside the delay: not known yet on day 0 or 1), c7 defrauded before training started.
+    ts = np.array([train_start + day, t0 - 3 * day, train_start - day,
+                   # Day 0: c1 (fraud) 0.9, c2 (fine) 0.8, c3 (fraud, known) 0.95, c6 0.1.
+                   t0 + 1, t0 + 2, t0 + 3, t0 + 4,
+                   # Day 1: c1 again (caught on day 0) 0.99, c4 (fraud) 0.5, c5 (fine) 0.7, c7 0.6.
+                   t0 + day + 1, t0 + day + 2, t0 + day + 3, t0 + day + 4])  # fmt: skip
+    customer = np.array(["c3", "c6", "c7", "c1", "c2", "c3", "c6", "c1", "c4", "c5", "c7"])
+    fraud = np.array([1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 0])
+    kept = not_known_compromised(
+        ts=ts, customer=customer, is_fraud=fraud.astype(bool), train_start=train_start, test_start=t0, delay=7 * day
     )
-    # Day 0 top 2 of {c1 0.9 F, c2 0.8}: 1/2. Day 1 top 2 of {c5 0.7, c4 0.5 F}: 1/2.
-    assert daily == [0.5, 0.5] and mean == 0.5
+    assert kept.tolist() == [False, False, False, True, True, False, True, True, True, True, True]
+
+    scores = np.array([0, 0, 0, 0.9, 0.8, 0.95, 0.1, 0.99, 0.5, 0.7, 0.6])
+    mean, daily = card_precision_at_k(
+        ts=ts[kept], customer=customer[kept], scores=scores[kept], fraud=fraud[kept], test_start=t0, test_days=2, k=2
+    )
+    # Day 0 top 2 of {c1 0.9 F, c2 0.8, c6 0.1}: 1/2. Day 1 top 2 of {c5 0.7, c7 0.6, c4 0.5 F}: 0/2.
+    assert daily == [0.5, 0.0] and mean == 0.25
 
 
 def test_evaluate_model_follows_the_protocol_and_writes_json(history, tmp_path):

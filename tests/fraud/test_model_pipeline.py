@@ -16,7 +16,7 @@ from django.db import IntegrityError
 from fraud import features as fx
 from fraud.generator import SCENARIOS, generate
 from fraud.models import ModelStatus, ModelVersion, Transaction
-from fraud.runtime import ArtifactIntegrityError, OnnxScorer
+from fraud.runtime import ArtifactIntegrityError, OnnxScorer, calibrate
 from fraud.scoring import runtime
 from fraud.services import model_version_activate, training_windows
 from fraud.training import ONNX_TOLERANCE
@@ -117,6 +117,13 @@ def test_train_model_stores_an_activatable_model_with_validation_metrics(alice, 
     )
     model, _ = runtime.current()
     assert model.version == version.version
+    # Calibrated on the validation window; the runtime serves the calibrated probability, and the
+    # ONNX check above compared the model's own output with scikit-learn's.
+    assert version.metrics["calibration"]["fitted"] and version.calibration["a"] > 0
+    assert version.calibration["n_fraud"] == validation["n_fraud"]
+    rows = np.random.default_rng(0).uniform(0, 5, (50, len(fx.FEATURE_NAMES))).astype(np.float32)
+    np.testing.assert_allclose(model.scorer.predict(rows), calibrate(model.scorer.raw(rows), version.calibration))
+    assert not np.allclose(model.scorer.predict(rows), model.scorer.raw(rows))
 
 
 def test_train_model_explains_what_is_missing_on_an_empty_database(db):

@@ -21,7 +21,7 @@ def frame():
     return frame_from_generated(simulate(start=START, days=63, customers=800, terminals=1600, seed=5))
 
 
-@pytest.mark.parametrize("candidate", ["hgb", "logistic_regression"])
+@pytest.mark.parametrize("candidate", ["random_forest", "hgb", "logistic_regression"])
 def test_the_protocol_reports_the_three_metrics_for_a_candidate(frame, candidate):
     def fit(x, y, *, seed):
         return training.fit_candidate(candidate, x, y, seed=seed)
@@ -58,3 +58,85 @@ def test_calibration_metrics_tell_probabilities_from_ranks():
     inflated = calibration_metrics(y, np.minimum(1, p * 4))  # same ranking, 4x too high
     assert calibrated["ece"] < 0.01 < inflated["ece"]
     assert calibrated["brier"] < inflated["brier"]
+
+
+def test_the_benchmark_file_goes_through_import_and_evaluate_model_as_it_does_offline(tmp_path, alice, bob):
+    """The route the issue's check takes: the benchmark's published CSV layout, loaded with
+    `import_transactions` and scored with `evaluate_model`, gives the figures the offline protocol
+    gives on the same rows (times at whole seconds, as the file has them)."""
+    import dataclasses
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from fraud import features as fx
+    from fraud.models import Transaction
+
+    path = tmp_path / "benchmark.csv"
+    call_command("simulate_benchmark", str(path), "--days", "35", "--customers", "400", "--terminals", "800",
+                 "--seed", "6", "--start", "2026-01-01", stdout=StringIO())  # fmt: skip
+    header = path.read_text().splitlines()[0]
+    assert (
+        header
+        == "TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_TIME_SECONDS,TX_TIME_DAYS,TX_FRAUD,TX_FRAUD_SCENARIO"
+    )
+    out = StringIO()
+    call_command("import_transactions", str(path), "--owner", alice.username, "--strict", stdout=out)
+    summary = json.loads(out.getvalue())
+    generated = simulate(start=START, days=35, customers=400, terminals=800, seed=6)
+    assert summary["imported"] == len(generated) == Transaction.objects.count() and summary["bad"] == 0
+    assert Transaction.objects.filter(label="fraud").count() == sum(1 for s in generated.scenario if s)
+
+    report = tmp_path / "report.json"
+    # Another client's history in the same days stays out of the evaluation with --owner.
+    call_command("generate_transactions", "--days", "35", "--customers", "50", "--merchants", "10",
+                 "--owner", bob.username, stdout=StringIO())  # fmt: skip
+    call_command("evaluate_model", "--train-start", "2026-01-08", "--owner", alice.username, "--json", str(report),
+                 stdout=StringIO())  # fmt: skip
+    imported = json.loads(report.read_text())
+
+    whole_seconds = [t - t % 1_000_000 for t in generated.ts_us]
+    delay = 7 * fx.DAY
+    generated = dataclasses.replace(
+        generated, ts_us=whole_seconds, label_time_us=[t + delay if s else -1 for t, s in zip(whole_seconds, generated.scenario, strict=True)]
+    )  # fmt: skip
+    protocol = Protocol(train_start=START + timedelta(days=7), train_days=7, delay_days=7, test_days=7)
+    offline = evaluate_frame(frame_from_generated(generated), protocol)
+    assert imported["n_test"] == offline["n_test"] and imported["n_test_fraud"] == offline["n_test_fraud"] > 0
+    assert imported["n_test_known_compromised_left_out"] == offline["n_test_known_compromised_left_out"] > 0
+    for metric in ("auc_roc", "average_precision", "card_precision_at_100"):
+        assert imported[metric] == pytest.approx(offline[metric], abs=0.005), metric
+
+
+def test_platt_calibration_undoes_a_known_distortion_and_keeps_the_ranking():
+    import numpy as np
+
+    from fraud.evaluation import calibration_metrics
+    from fraud.runtime import calibrate
+
+    rng = np.random.default_rng(1)
+    truth = rng.beta(0.3, 30, 50_000)  # mostly tiny fraud probabilities, a tail of risky rows
+    y = (rng.random(truth.size) < truth).astype(int)
+    logit = np.log(truth) - np.log1p(-truth)
+    distorted = 1 / (1 + np.exp(-(0.5 * logit + 1.5)))  # over-confident and too high
+
+    fitted = training.fit_calibration(distorted, y)
+    calibrated = calibrate(distorted, fitted)
+
+    assert fitted["a"] == pytest.approx(2.0, rel=0.15) and fitted["b"] == pytest.approx(-3.0, rel=0.2)
+    assert calibration_metrics(y, calibrated)["ece"] < calibration_metrics(y, distorted)["ece"] / 5
+    # Monotone: sorted by the raw score, the calibrated scores never go down.
+    assert (np.diff(calibrated[np.argsort(distorted)]) >= 0).all()
+
+
+def test_too_few_frauds_leave_the_scores_uncalibrated():
+    import numpy as np
+
+    from fraud.runtime import calibrate
+
+    scores = np.linspace(0.01, 0.9, 1000)
+    y = np.zeros(1000, dtype=int)
+    y[-(training.CALIBRATION_MIN_FRAUD - 1) :] = 1
+    assert training.fit_calibration(scores, y) == {}
+    np.testing.assert_array_equal(calibrate(scores, {}), scores)

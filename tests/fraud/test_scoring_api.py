@@ -137,8 +137,9 @@ def test_changed_thresholds_apply_to_the_next_request_without_a_restart(
 
     set_thresholds(0.0, 1.0)
     assert alice_api.post(URL, body(transaction_id="a"), format="json").json()["decision"] == Decision.REVIEW
-    set_thresholds(0.0, 1e-9)
-    assert alice_api.post(URL, body(transaction_id="b"), format="json").json()["decision"] == Decision.DECLINE
+    set_thresholds(0.0, 1e-9)  # a risky payment: a forest gives a plain one exactly 0
+    risky = body(transaction_id="b", amount="9000.00", channel="online", country="NG")
+    assert alice_api.post(URL, risky, format="json").json()["decision"] == Decision.DECLINE
     set_thresholds(0.999999, 1.0)
     assert alice_api.post(URL, body(transaction_id="c"), format="json").json()["decision"] == Decision.APPROVE
 
@@ -183,3 +184,62 @@ def test_a_scoring_request_costs_a_fixed_number_of_queries(
     with django_assert_num_queries(3):
         response = alice_api.post(URL, body(transaction_id="counted"), format="json")
     assert response.status_code == 201 and response.json()["decision"] == "approve"
+
+
+V2_FEATURES = list(fx.FEATURE_NAMES[: fx.FEATURE_INDEX["card_n_1d"] + 1])
+
+
+def test_a_model_of_the_previous_feature_set_keeps_serving_on_its_own_columns(alice_api, alice, small_history):
+    """Upgrading the code must not take the live model down: a v2 model (26 features, a subset
+    of today's) scores on exactly its columns, with reasons, until a retrained model replaces it."""
+    import numpy as np
+
+    from fraud import training
+    from fraud.feature_store import frame_from_generated
+    from fraud.services import model_version_activate
+    from tests.factories import ModelVersionFactory
+
+    frame = frame_from_generated(small_history)
+    x = fx.features_offline(frame, frame, label_delay_days=7)[:, : len(V2_FEATURES)]
+    y = (frame.fraud_known_at != fx.NOT_FRAUD).astype(np.int64)
+    model = training.fit(x, y)
+    exported = training.export(model, x[:500], V2_FEATURES, training.neutral_values(x))
+    version = ModelVersionFactory(
+        feature_set_version="v2",
+        feature_names=V2_FEATURES,
+        artifact=exported.artifact,
+        artifact_sha256=exported.sha256,
+        neutral_values=exported.neutral_values,
+    )
+    model_version_activate(version=version)
+    for i in range(10):
+        TransactionFactory(owner=alice, customer_id="C000001", amount=Decimal("20"),
+                           timestamp=timezone.now() - timedelta(days=2, hours=i))  # fmt: skip
+
+    response = alice_api.post(
+        URL, body(amount="900.00", merchant_id="M-new", country="NG", channel="online"), format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    stored = Transaction.objects.get(owner=alice, transaction_id="tx-1")
+    row = online_features(stored, label_delay_days=7)[:, : len(V2_FEATURES)]
+    expected = float(model.predict_proba(row.astype(np.float32))[:, 1][0])
+    assert response.json()["fraud_score"] == pytest.approx(expected, abs=1e-4)
+    assert response.json()["model_version"] == version.version
+    # The amount group keeps the two of its four features this model has, and explains the score.
+    assert "AMOUNT_HIGH_FOR_CUSTOMER" in {r["code"] for r in response.json()["reasons"]}
+
+
+def test_a_model_needing_features_this_code_does_not_compute_is_refused(alice_api, active_model):
+    from fraud.models import ModelVersion
+
+    ModelVersion.objects.filter(pk=active_model.pk).update(
+        feature_names=[*fx.FEATURE_NAMES, "a_feature_from_the_future"], feature_set_version="v99"
+    )
+    runtime.invalidate()
+
+    response = alice_api.post(URL, body(), format="json")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "no_active_model"
+    assert not Transaction.objects.exists()

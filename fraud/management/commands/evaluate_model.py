@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from accounts.models import User
 from fraud.management.arguments import utc_date
 from fraud.models import ModelVersion
 from fraud.services.evaluation import Protocol, model_evaluate
@@ -28,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--k", type=int, default=100)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--json", dest="json_file", help="also write the report to this file")
+        parser.add_argument("--owner", help="only this API client's history (default: every client's)")
 
     def handle(self, *args: object, **opts: object) -> None:
         for name in ("train_days", "test_days", "k"):
@@ -40,6 +42,11 @@ class Command(BaseCommand):
             version = ModelVersion.objects.filter(version=opts["version"]).first()
             if version is None:
                 raise CommandError(f"no model version {opts['version']!r}")
+        owner = None
+        if opts["owner"]:
+            owner = User.objects.filter(username=opts["owner"]).first()
+            if owner is None:
+                raise CommandError(f"no user {opts['owner']!r}")
         protocol = Protocol(
             train_start=opts["train_start"],  # type: ignore[arg-type]
             train_days=int(opts["train_days"]),  # type: ignore[call-overload]
@@ -48,7 +55,7 @@ class Command(BaseCommand):
             k=int(opts["k"]),  # type: ignore[call-overload]
         )
         try:
-            report = model_evaluate(protocol=protocol, version=version, seed=int(opts["seed"]))  # type: ignore[call-overload]
+            report = model_evaluate(protocol=protocol, version=version, seed=int(opts["seed"]), owner=owner)  # type: ignore[call-overload]
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         text = json.dumps(report, indent=2)

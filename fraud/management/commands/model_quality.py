@@ -19,8 +19,8 @@ class Command(BaseCommand):
         parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
         parser.add_argument("--source", choices=[*QUALITY_SOURCES, "all"], default="all")
         parser.add_argument(
-            "--candidates", nargs="+", choices=[*CANDIDATES, "all"], default=["hgb"],
-            help="models to compare (hgb is what production trains); 'all' for every candidate",
+            "--candidates", nargs="+", choices=[*CANDIDATES, "all"], default=["random_forest"],
+            help="models to compare (random_forest is what production trains); 'all' for every candidate",
         )  # fmt: skip
         parser.add_argument("--json", dest="json_path", help="also write the results to this file")
 
