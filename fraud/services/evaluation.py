@@ -65,11 +65,14 @@ def evaluate_frame(
     name: str | None = None,
     fit: Callable[..., Any] | None = None,
     x: np.ndarray | None = None,
+    scenario: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The protocol on a history frame (no database): features with the protocol's delay (or
     ``x``, the same features computed once by a caller comparing models), a model fitted on the
     training window (``fit``, our training by default) unless a ``scorer`` is given, and the
-    metrics on the test window."""
+    metrics on the test window. With generated data's ``scenario`` per row ("" for legitimate),
+    each fraud scenario's AUC against the legitimate test rows: a model good at one trick shows
+    it there."""
     from fraud import evaluation, training
 
     if x is None:
@@ -143,7 +146,24 @@ def evaluate_frame(
         "all_test_rows": evaluation.ranking_metrics(y_test, scores),
         "calibration": calibration
         and {**calibration, "before": evaluation.calibration_metrics(y_test[kept], raw[kept])},
+        **({"by_scenario": _by_scenario(scenario[test][kept], scores[kept])} if scenario is not None else {}),
     }
+
+
+def _by_scenario(scenario: np.ndarray, scores: np.ndarray) -> dict[str, dict[str, float]]:
+    from fraud import evaluation
+
+    legitimate = scenario == ""
+    out = {}
+    for name in sorted(set(scenario[~legitimate].tolist())):
+        rows = legitimate | (scenario == name)
+        out[name] = {
+            "n": int((scenario == name).sum()),
+            "auc_vs_legitimate": evaluation.ranking_metrics((scenario[rows] == name).astype(np.int64), scores[rows])[
+                "auc_roc"
+            ],
+        }
+    return out
 
 
 # The data `manage.py model_quality` runs the protocol on.
@@ -176,7 +196,9 @@ def model_quality(
 
     for source in sources:
         description, build = builders[source]
-        frames = [frame_from_generated(build(seed)) for seed in seeds]
+        generated = [build(seed) for seed in seeds]
+        frames = [frame_from_generated(g) for g in generated]
+        scenarios = [np.array(g.scenario, dtype=object).astype(str) for g in generated]
         features = [fx.features_offline(f, f, label_delay_days=protocol.delay_days) for f in frames]
         by_candidate = {}
         for candidate in candidates:
@@ -185,13 +207,20 @@ def model_quality(
                 return training.fit_candidate(candidate, x, y, seed=seed)
 
             runs = [
-                evaluate_frame(frame, protocol, seed=0, fit=fit, name=candidate, x=x)
-                for frame, x in zip(frames, features, strict=True)
+                evaluate_frame(frame, protocol, seed=0, fit=fit, name=candidate, x=x, scenario=scenario)
+                for frame, x, scenario in zip(frames, features, scenarios, strict=True)
             ]
             summary = {}
             for metric in ("auc_roc", "average_precision", "card_precision_at_100", "brier", "ece"):
                 values = [float(r[metric]) for r in runs]
                 summary[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+            for name in sorted({n for r in runs for n in r["by_scenario"]}):
+                values = [r["by_scenario"][name]["auc_vs_legitimate"] for r in runs if name in r["by_scenario"]]
+                summary[f"auc:{name}"] = {
+                    "mean": float(np.mean(values)),
+                    "std": float(np.std(values)),
+                    "values": values,
+                }
             by_candidate[candidate] = {"summary": summary, "runs": runs}
         report["sources"][source] = {"description": description, "candidates": by_candidate}
     return report

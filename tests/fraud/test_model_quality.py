@@ -17,8 +17,26 @@ PROTOCOL = Protocol(train_start=START + timedelta(days=42), train_days=7, delay_
 
 
 @pytest.fixture(scope="module")
-def frame():
-    return frame_from_generated(simulate(start=START, days=63, customers=800, terminals=1600, seed=5))
+def generated():
+    return simulate(start=START, days=63, customers=800, terminals=1600, seed=5)
+
+
+@pytest.fixture(scope="module")
+def frame(generated):
+    return frame_from_generated(generated)
+
+
+def test_each_fraud_scenario_is_scored_against_the_legitimate_rows(generated, frame):
+    import numpy as np
+
+    from fraud.simulator import SCENARIOS
+
+    result = evaluate_frame(frame, PROTOCOL, scenario=np.array(generated.scenario, dtype=object).astype(str))
+    by = result["by_scenario"]
+    assert set(by) == set(SCENARIOS)
+    assert sum(v["n"] for v in by.values()) == result["n_test_fraud"]
+    assert by["amount_over_220"]["auc_vs_legitimate"] > 0.99  # the amount alone gives it away
+    assert all(0.5 < v["auc_vs_legitimate"] <= 1 for v in by.values())
 
 
 @pytest.mark.parametrize("candidate", ["random_forest", "hgb", "logistic_regression"])

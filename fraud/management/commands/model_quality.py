@@ -47,6 +47,14 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  {candidate:<30} " + " ".join(f"{c:>{17 if i > 2 else 15}}" for i, c in enumerate(cells))
                 )
+            self.stdout.write("  each fraud scenario's AUC against the legitimate test rows:")
+            for candidate, data in result["candidates"].items():
+                parts = [
+                    f"{key[4:]} {value['mean']:.3f} ± {value['std']:.3f}"
+                    for key, value in data["summary"].items()
+                    if key.startswith("auc:")
+                ]
+                self.stdout.write(f"  {candidate:<30} " + "; ".join(parts))
         if opts["json_path"]:
             with open(str(opts["json_path"]), "w") as f:
                 json.dump(report, f, indent=2)
