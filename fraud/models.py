@@ -497,3 +497,43 @@ class Rule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version} ({self.status})"
+
+
+class BacktestStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Backtest(models.Model):
+    """A rule version and/or new thresholds run over a window of history beside the current
+    setup, as a background job (fraud.services.backtests)."""
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, null=True, blank=True, related_name="backtests")
+    review_threshold = models.FloatField(null=True, blank=True)
+    decline_threshold = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=BacktestStatus.choices, default=BacktestStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(window_end__gt=models.F("window_start")), name="backtest_window_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(rule__isnull=False) | Q(review_threshold__isnull=False), name="backtest_tests_something"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Backtest {self.pk} ({self.status})"

@@ -95,9 +95,10 @@ def entry_name(entry: LiveEntry) -> str:
 
 class Policy:
     def __init__(self, entries: Iterable[LiveEntry] = (), rules: Iterable[LiveRule] = ()):
+        self.entries: Sequence[LiveEntry] = list(entries)
         self._exact: dict[tuple[int | None, str, str], list[LiveEntry]] = {}
         self._networks: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, LiveEntry]] = []
-        for entry in entries:
+        for entry in self.entries:
             if entry.kind == "ip":
                 self._networks.append((ipaddress.ip_network(entry.value), entry))
             else:

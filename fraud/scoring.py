@@ -83,7 +83,7 @@ def load_model(version: ModelVersion) -> ActiveModel:
     return ActiveModel(id=version.pk, version=version.version, sha256=version.artifact_sha256, scorer=scorer)
 
 
-def _load_policy(cache: dict[tuple[int, str], Compiled]) -> Policy:
+def load_policy(cache: dict[tuple[int, str], Compiled]) -> Policy:
     """The live list entries and the active rules (live and shadow). A rule is compiled once
     per process and version; one that no longer compiles (a field it reads was removed) is
     skipped and logged, never run."""
@@ -137,7 +137,7 @@ class Runtime:
         )
         self._model = self._swap(self._model, next((r[:3] for r in rows if r[3] == ModelStatus.ACTIVE), None))
         self._shadow = self._swap(self._shadow, next((r[:3] for r in rows if r[4]), None))
-        self._policy = _load_policy(self._compiled)
+        self._policy = load_policy(self._compiled)
         self._checked_at = time.monotonic()
 
     @staticmethod
