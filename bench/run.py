@@ -277,6 +277,49 @@ def http_load(port: int, token: str, args: argparse.Namespace) -> dict[str, Any]
     return results
 
 
+# A realistic policy for the latency cost of #9: 20 live rules (one reading the customer's
+# countries, which costs a query) and 1,000 list entries of every kind, none of which the
+# benchmark's transactions hit (so every rule is evaluated on every request).
+POLICY_SETUP = f"""
+from accounts.models import Role, User
+from fraud.services.policy import list_entry_add, rule_activate, rule_save
+admin, _ = User.objects.get_or_create(username="bench-admin", defaults={{"role": Role.ADMIN}})
+client = User.objects.get(username={CLIENT!r})
+conditions = ["amount > 90000", "score >= 0.999 and channel == 'atm'", "m_risk_7d > 0.9 and amount > 50000",
+              "country in ['KP', 'IR', 'SY'] and amount > 10", "c_n_1h >= 50", "amount / c_avg_30d > 500",
+              "card_n_1h >= 40", "hour == 3 and amount > 80000", "country not in customer_countries_30d and amount > 95000"]
+for i in range(20):
+    rule = rule_save(actor=admin, name=f"bench rule {{i}}", condition=conditions[i % len(conditions)],
+                     action=["review", "decline"][i % 2], priority=i, shadow=i % 5 == 4)
+    rule_activate(actor=admin, rule=rule)
+for i in range(400):
+    list_entry_add(actor=admin, kind="customer", value=f"XC{{i:05d}}", action="block", reason="bench", owner=client)
+    list_entry_add(actor=admin, kind="merchant", value=f"XM{{i:05d}}", action="allow", reason="bench", owner=client)
+for i in range(100):
+    list_entry_add(actor=admin, kind="ip", value=f"10.{{i}}.0.0/16", action="block", reason="bench")
+list_entry_add(actor=admin, kind="card", value="4000056655665556", action="block", reason="bench", owner=client)
+for code in ("KP", "IR", "SY", "CU", "RU", "BY", "VE", "MM"):
+    list_entry_add(actor=admin, kind="country", value=code, action="block", reason="bench")
+print("policy installed")
+"""
+
+
+def policy_load(port: int, token: str, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    """Scoring again at 1 and 8 connections with the policy above installed."""
+    log("installing 20 rules and ~900 list entries")
+    manage(env, "shell", "-c", POLICY_SETUP)
+    time.sleep(float(env.get("FRAUD_RUNTIME_REFRESH_SECONDS", "5")) + 1)  # every worker re-reads it
+    base_env = {"BENCH_TOKEN": token, "BENCH_WRK_DIR": str(WRK_DIR),
+                "BENCH_CUSTOMERS": str(SEED["customers"]), "BENCH_MERCHANTS": str(SEED["merchants"])}  # fmt: skip
+    wrk("score.lua", port, 2, 3, {**base_env, "BENCH_RUN": f"pwarm{time.time_ns()}"})
+    results = []
+    for connections in [c for c in args.concurrency if c <= 8]:
+        log(f"scoring with rules and lists at {connections} connections")
+        results.append(wrk("score.lua", port, connections, args.seconds,
+                           {**base_env, "BENCH_RUN": f"p{connections}-{time.time_ns()}"}))  # fmt: skip
+    return {"rules": 20, "list_entries": "~900", "scoring": results}
+
+
 def batch_endpoint(api: Api, args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(11)
     calls, size = args.batch_calls, 1000
@@ -406,6 +449,17 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"{s['connections']:>5} {s['rps']:>10.1f} {s['p50_ms']:>7.2f} {s['p95_ms']:>7.2f} {s['p99_ms']:>7.2f} "
                      f"{s['errors']:>6} | {c['rps']:>11.1f} {c['p50_ms']:>7.2f} {c['p99_ms']:>7.2f} | "
                      f"{s['rps'] / c['rps']:>6.0%}")  # fmt: skip
+    if r.get("policy"):
+        lines += ["", f"Scoring with {r['policy']['rules']} live rules and {r['policy']['list_entries']} list entries "
+                      "(issue #9's latency cost; compare with the rows above)"]  # fmt: skip
+        plain = {s["connections"]: s for s in r["http"]["scoring"]}
+        for s in r["policy"]["scoring"]:
+            base = plain.get(s["connections"])
+            delta = (
+                f"  p50 {s['p50_ms'] - base['p50_ms']:+.2f} ms, rps {s['rps'] / base['rps'] - 1:+.0%}" if base else ""
+            )
+            lines.append(f"{s['connections']:>5} {s['rps']:>10.1f} {s['p50_ms']:>7.2f} {s['p95_ms']:>7.2f} "
+                         f"{s['p99_ms']:>7.2f} {s['errors']:>6} |{delta}")  # fmt: skip
     b, j = r["batch_endpoint"], r["batch_job"]
     lines += ["", f"Batch endpoint: {b['tx_per_s']:,.0f} tx/s ({b['calls']} calls of {b['per_call']}, {b['seconds']} s)",
               f"Batch job: {j['tx_per_s']:,.0f} tx/s in the worker ({j['scored']:,} rows in {j['worker_s']} s; "
@@ -491,6 +545,7 @@ def main() -> None:
         report_data["memory"] = {"web_workers": worker_rss(master)}
         report_data["batch_endpoint"] = batch_endpoint(api, args)
         report_data["batch_job"] = batch_job(api, args)
+        report_data["policy"] = policy_load(port, token, env, args)
     report_data["inference"] = inference(server_env(seed_db, args, 0))
     if not args.no_micro:
         log("micro-benchmarks (tests/performance)")

@@ -379,6 +379,11 @@ SPECTACULAR_SETTINGS = {
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
+    # One name per choice set: a decision is a decision whether a model or a rule made it.
+    "ENUM_NAME_OVERRIDES": {
+        "DecisionEnum": "fraud.models.Decision",
+        "ListActionEnum": "fraud.models.ListAction",
+    },
 }
 
 # --- Fraud scoring -----------------------------------------------------------------------------

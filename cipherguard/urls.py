@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from accounts.apis import TokenObtainApi, TokenRefreshApi, WhoAmIApi
 from cipherguard import views
-from fraud import apis, batch_apis
+from fraud import apis, batch_apis, list_apis
 
 api_v1 = [
     path("auth/token/", TokenObtainApi.as_view(), name="token-obtain"),
@@ -21,6 +21,9 @@ api_v1 = [
         apis.TransactionFeedbackApi.as_view(),
         name="transaction-feedback",
     ),
+    path("lists/", list_apis.ListEntriesApi.as_view(), name="lists"),
+    path("lists/import/", list_apis.ListImportApi.as_view(), name="lists-import"),
+    path("lists/<int:entry_id>/", list_apis.ListEntryDetailApi.as_view(), name="list-entry"),
     path("batches/", batch_apis.BatchCreateApi.as_view(), name="batches"),
     path("batches/<int:job_id>/", batch_apis.BatchDetailApi.as_view(), name="batch-detail"),
     path("batches/<int:job_id>/cancel/", batch_apis.BatchCancelApi.as_view(), name="batch-cancel"),

@@ -35,11 +35,21 @@ class ReasonSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class RuleMatchSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["rule", "list"])
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    action = serializers.ChoiceField(choices=Decision.choices)
+    shadow = serializers.BooleanField(help_text="a shadow rule: recorded, never deciding")
+
+
 class ScoreOutputSerializer(serializers.Serializer):
     transaction_id = serializers.CharField()
     fraud_score = serializers.FloatField(min_value=0, max_value=1)
     decision = serializers.ChoiceField(choices=Decision.choices)
+    decided_by = serializers.ChoiceField(choices=["model", "rule", "list"])
     reasons = ReasonSerializer(many=True)
+    rules = RuleMatchSerializer(many=True, help_text="every rule and list entry that matched")
     model_version = serializers.CharField()
     scored_at = serializers.DateTimeField()
 
@@ -50,7 +60,9 @@ class _StoredScore(serializers.Serializer):
     transaction_id = serializers.CharField()
     fraud_score = serializers.FloatField(min_value=0, max_value=1, allow_null=True)
     decision = serializers.ChoiceField(choices=Decision.choices, allow_null=True)
+    decided_by = serializers.ChoiceField(choices=["model", "rule", "list"], allow_null=True)
     reasons = ReasonSerializer(many=True)
+    rules = RuleMatchSerializer(many=True)
     model_version = serializers.CharField(allow_null=True)
     scored_at = serializers.DateTimeField(allow_null=True)
 
@@ -72,7 +84,9 @@ def score_data(tx: Transaction, model_version: str | None) -> dict[str, Any]:
         "transaction_id": tx.transaction_id,
         "fraud_score": tx.fraud_score,
         "decision": tx.decision,
+        "decided_by": tx.decided_by or ("model" if tx.decision else None),
         "reasons": tx.reasons,
+        "rules": tx.rule_matches,
         "model_version": model_version,
         "scored_at": tx.scored_at.isoformat() if tx.scored_at else None,
     }

@@ -155,6 +155,24 @@ def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[
     return out
 
 
+def customer_countries(tx: PendingTransaction, *, days: int) -> frozenset[str]:
+    """The countries of the customer's payments in the ``days`` before the transaction (for rules
+    such as ``country not in customer_countries_30d``); one indexed query, run only when a live
+    rule reads it."""
+    rows = (
+        Transaction.objects.filter(
+            owner_id=tx.owner_id,
+            customer_id=tx.customer_id,
+            timestamp__gte=tx.timestamp - timedelta(days=days),
+            timestamp__lt=tx.timestamp,
+        )
+        .exclude(country="")
+        .values_list("country", flat=True)
+        .distinct()
+    )
+    return frozenset(rows)
+
+
 def features_online(tx: PendingTransaction, *, label_delay_days: int) -> np.ndarray:
     """One feature row, shape ``[1, n_features]``."""
     aggregates = aggregates_online(tx, label_delay_days=label_delay_days)

@@ -119,6 +119,11 @@ class Transaction(models.Model):
     scored_at = models.DateTimeField(null=True, blank=True)
     shadow_score = models.FloatField(null=True, blank=True)
     shadow_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    # What decided: "model" (the score against the thresholds), "rule" or "list"; and every rule
+    # and list entry that matched (fraud.policy.Match.as_json), shadow rules included.
+    decided_by = models.CharField(max_length=8, blank=True, default="")
+    rule_matches = models.JSONField(default=list, blank=True)
 
     label = models.CharField(max_length=16, choices=Label.choices, blank=True, default="")
     label_source = models.CharField(max_length=16, choices=LabelSource.choices, blank=True, default="")
@@ -380,3 +385,155 @@ class DriftReport(models.Model):
 
     def __str__(self) -> str:
         return f"Drift {self.day} {self.model_version_id}: score PSI {self.score_psi:.3f}"
+
+
+# --- Lists and rules beside the model (#9) --------------------------------------------------------
+
+
+class ListKind(models.TextChoices):
+    CARD = "card", "Card"
+    CUSTOMER = "customer", "Customer"
+    MERCHANT = "merchant", "Merchant"
+    COUNTRY = "country", "Country"
+    IP = "ip", "IP range"
+
+
+# Kinds whose values are an API client's own identifiers: an entry names the client it is about.
+OWNED_LIST_KINDS = (ListKind.CARD, ListKind.CUSTOMER, ListKind.MERCHANT)
+
+
+class ListAction(models.TextChoices):
+    BLOCK = "block", "Block"
+    ALLOW = "allow", "Allow"
+
+
+class ListEntry(models.Model):
+    """One allow or block entry. Cards are stored as their keyed fingerprint (never the number),
+    IP ranges as normalised CIDR. Removing an entry keeps the row (``removed_at``): scoring
+    ignores it, the audit trail and past decisions still name it."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )  # the API client the customer/merchant/card belongs to; None for countries and IP ranges of every client
+    kind = models.CharField(max_length=16, choices=ListKind.choices)
+    value = models.CharField(max_length=64)
+    display = models.CharField(max_length=64)  # what people see: the value, or "411111…1111" for a card
+    action = models.CharField(max_length=8, choices=ListAction.choices)
+    overriding = models.BooleanField(default=False)  # an allow entry that beats block entries
+    reason = models.TextField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "list entries"
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=ListKind.values), name="listentry_kind_valid"),
+            models.CheckConstraint(condition=Q(action__in=ListAction.values), name="listentry_action_valid"),
+            models.CheckConstraint(
+                condition=Q(overriding=False) | Q(action=ListAction.ALLOW), name="listentry_only_allow_overrides"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=OWNED_LIST_KINDS) | Q(owner__isnull=False), name="listentry_client_values_owned"
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "kind", "value", "action"],
+                condition=Q(removed_at__isnull=True, owner__isnull=False),
+                name="listentry_unique_live_owned",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "value", "action"],
+                condition=Q(removed_at__isnull=True, owner__isnull=True),
+                name="listentry_unique_live_global",
+            ),
+        ]
+        indexes = [models.Index(fields=["kind", "value"], name="listentry_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.get_kind_display().lower()} {self.display}"
+
+
+class RuleStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    DISABLED = "disabled", "Disabled"
+
+
+class Rule(models.Model):
+    """One version of a named rule. Editing makes a new draft version; activating one (admins
+    only) disables the rule's previous active version, so at most one version of a name is live.
+    A shadow rule records its matches and decides nothing."""
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True, default="")
+    condition = models.TextField()  # fraud.expressions; checked when saved
+    action = models.CharField(max_length=8, choices=Decision.choices)
+    priority = models.IntegerField(default=0)  # higher runs first
+    shadow = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=RuleStatus.choices, default=RuleStatus.DRAFT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="rule_unique_version"),
+            models.UniqueConstraint(
+                fields=["name"], condition=Q(status=RuleStatus.ACTIVE), name="rule_one_active_version"
+            ),
+            models.CheckConstraint(condition=Q(action__in=Decision.values), name="rule_action_valid"),
+            models.CheckConstraint(condition=Q(status__in=RuleStatus.values), name="rule_status_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version} ({self.status})"
+
+
+class BacktestStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Backtest(models.Model):
+    """A rule version and/or new thresholds run over a window of history beside the current
+    setup, as a background job (fraud.services.backtests)."""
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    rule = models.ForeignKey(Rule, on_delete=models.PROTECT, null=True, blank=True, related_name="backtests")
+    review_threshold = models.FloatField(null=True, blank=True)
+    decline_threshold = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=BacktestStatus.choices, default=BacktestStatus.QUEUED)
+    progress = models.FloatField(default=0.0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(window_end__gt=models.F("window_start")), name="backtest_window_ordered"
+            ),
+            models.CheckConstraint(
+                condition=Q(rule__isnull=False) | Q(review_threshold__isnull=False), name="backtest_tests_something"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Backtest {self.pk} ({self.status})"

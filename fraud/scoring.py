@@ -6,6 +6,7 @@ change made through a service in this process applies at once (``invalidate`` on
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -14,8 +15,12 @@ from django.conf import settings
 from django.db.models import Q
 
 from fraud import features as fx
-from fraud.models import Decision, DecisionThresholds, ModelStatus, ModelVersion
+from fraud.expressions import Compiled, ExpressionError
+from fraud.models import Decision, DecisionThresholds, ListEntry, ModelStatus, ModelVersion, Rule, RuleStatus
+from fraud.policy import LiveEntry, LiveRule, Policy, compile_rule
 from fraud.runtime import OnnxScorer
+
+logger = logging.getLogger(__name__)
 
 
 class NoActiveModelError(Exception):
@@ -78,12 +83,42 @@ def load_model(version: ModelVersion) -> ActiveModel:
     return ActiveModel(id=version.pk, version=version.version, sha256=version.artifact_sha256, scorer=scorer)
 
 
+def load_policy(cache: dict[tuple[int, str], Compiled]) -> Policy:
+    """The live list entries and the active rules (live and shadow). A rule is compiled once
+    per process and version; one that no longer compiles (a field it reads was removed) is
+    skipped and logged, never run."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    entries = [
+        LiveEntry(*row)
+        for row in ListEntry.objects.filter(removed_at__isnull=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .values_list("id", "owner_id", "kind", "value", "display", "action", "overriding", "expires_at")
+    ]
+    rules = []
+    for pk, name, version, condition, action, priority, shadow in Rule.objects.filter(
+        status=RuleStatus.ACTIVE
+    ).values_list("id", "name", "version", "condition", "action", "priority", "shadow"):
+        compiled = cache.get((pk, condition))
+        if compiled is None:
+            try:
+                compiled = cache[(pk, condition)] = compile_rule(condition)
+            except ExpressionError as exc:
+                logger.error("rule %s v%s cannot run and is skipped: %s", name, version, exc)
+                continue
+        rules.append(LiveRule(pk, name, version, action, priority, shadow, compiled))
+    return Policy(entries, rules)
+
+
 class Runtime:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._model: ActiveModel | None = None
         self._shadow: ActiveModel | None = None
         self._thresholds: Thresholds | None = None
+        self._policy = Policy()
+        self._compiled: dict[tuple[int, str], Compiled] = {}
         self._checked_at = float("-inf")
 
     def invalidate(self) -> None:
@@ -102,6 +137,7 @@ class Runtime:
         )
         self._model = self._swap(self._model, next((r[:3] for r in rows if r[3] == ModelStatus.ACTIVE), None))
         self._shadow = self._swap(self._shadow, next((r[:3] for r in rows if r[4]), None))
+        self._policy = load_policy(self._compiled)
         self._checked_at = time.monotonic()
 
     @staticmethod
@@ -113,6 +149,11 @@ class Runtime:
         if loaded is not None and (loaded.id, loaded.version, loaded.sha256) == wanted:
             return loaded
         return load_model(ModelVersion.objects.get(pk=wanted[0]))
+
+    def policy(self) -> Policy:
+        """The lists and rules, read together with the active model."""
+        self.current()
+        return self._policy
 
     def shadow(self) -> ActiveModel | None:
         """The challenger scoring in shadow, if any; read together with the active model."""

@@ -35,6 +35,13 @@ def _resume_on_start(**kwargs: object) -> None:
 
 
 @shared_task
+def backtest_run_task(backtest_id: int) -> str:
+    from fraud.services.backtests import backtest_run
+
+    return backtest_run(backtest_id=backtest_id).status
+
+
+@shared_task
 def model_retrain() -> str:
     """The scheduled retraining (see CELERY_BEAT_SCHEDULE): a candidate compared with the live
     model; promoted only by an admin or by the configured margin."""

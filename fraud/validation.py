@@ -25,6 +25,7 @@ from fraud.models import Channel
 
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
 AMOUNT_RE = re.compile(r"-?[0-9]{1,14}(\.[0-9]{1,8})?")  # a sign only to say "must be > 0" clearly
+IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
 TIMESTAMP_RE = re.compile(r"[0-9T:.+\-Z ]{10,40}")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -196,6 +197,7 @@ class TransactionInputSerializer(StrictSerializer):
     timestamp = AwareTimestampField()
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     card_number = CardNumberField(required=False)
+    ip_address = serializers.IPAddressField(required=False, help_text="the payer's IP address, for IP-range lists")
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -289,6 +291,14 @@ def _fast(raw: Any) -> dict[str, Any] | None:
         if type(channel) is not str or channel not in _CHANNELS:
             return None
         out["channel"] = channel
+    if "ip_address" in raw:
+        # The common case only (a canonical IPv4 address); anything else takes the serializer.
+        ip = raw["ip_address"]
+        if type(ip) is not str or not IPV4_RE.fullmatch(ip) or any(int(part) > 255 for part in ip.split(".")):
+            return None
+        if any(len(part) > 1 and part[0] == "0" for part in ip.split(".")):
+            return None
+        out["ip_address"] = ip
     if "card_number" in raw:
         from fraud.cards import InvalidCardNumberError, validate_pan
 

@@ -110,3 +110,35 @@ def line_chart(
         segments.append(segment)
     parts.extend(f'<polyline points="{" ".join(s)}" class="line"/>' for s in segments if len(s) > 1)
     return _frame(title, parts)
+
+
+def grouped_bar_chart(
+    title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, fmt: str = "{:,.0f}",
+    label_every: int = 1,
+) -> str:  # fmt: skip
+    """Bars side by side per label, one colour per series (``bar s0``, ``bar s1``…), with a legend."""
+    n = max(1, len(labels))
+    top = max([v for _, values in series for v in values] + [1e-9])
+    plot_w, plot_h = WIDTH - PAD_LEFT, HEIGHT - PAD_BOTTOM - PAD_TOP
+    slot = plot_w / n
+    width = slot * 0.8 / max(1, len(series))
+    parts = _axis(top, fmt)
+    for s, (name, values) in enumerate(series):
+        for i, (label, value) in enumerate(zip(labels, values, strict=True)):
+            h = plot_h * (value or 0) / top
+            x = PAD_LEFT + i * slot + slot * 0.1 + s * width
+            parts.append(
+                f'<rect x="{x:.1f}" y="{HEIGHT - PAD_BOTTOM - h:.1f}" width="{width:.1f}" height="{h:.1f}" class="bar s{s}">'
+                f"<title>{escape(name)}, {escape(str(label))}: {escape(fmt.format(value or 0))}</title></rect>"
+            )
+        parts.append(
+            f'<rect x="{PAD_LEFT + 10 + s * 150}" y="4" width="10" height="10" class="bar s{s}"/>'
+            f'<text x="{PAD_LEFT + 25 + s * 150}" y="13" class="tick">{escape(name)}</text>'
+        )
+    for i, label in enumerate(labels):
+        if i % label_every == 0:
+            parts.append(
+                f'<text x="{PAD_LEFT + i * slot + slot / 2:.1f}" y="{HEIGHT - PAD_BOTTOM + 16}" class="tick" '
+                f'text-anchor="middle">{escape(str(label))}</text>'
+            )
+    return _frame(title, parts)

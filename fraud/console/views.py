@@ -4,9 +4,11 @@ input, call one service and render; permissions come from the selectors."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
 from functools import wraps
 from typing import Any
 
+from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -32,7 +34,17 @@ from fraud.console.forms import (
     NoteForm,
     QueueFilterForm,
 )
-from fraud.models import BatchItem, BatchJob, BatchStatus, CaseStatus, DriftReport
+from fraud.models import (
+    Backtest,
+    BacktestStatus,
+    BatchItem,
+    BatchJob,
+    BatchStatus,
+    CaseStatus,
+    DriftReport,
+    Rule,
+    RuleStatus,
+)
 from fraud.selectors import (
     QueueFilters,
     case_get_for_user,
@@ -354,3 +366,82 @@ def drift(request: HttpRequest) -> HttpResponse:
         else ""
     )
     return render(request, "console/drift.html", {"reports": reports, "latest": latest, "top": top, "chart": chart})
+
+
+class BacktestForm(forms.Form):
+    rule = forms.ModelChoiceField(
+        queryset=Rule.objects.exclude(status=RuleStatus.DISABLED).order_by("name", "-version"),
+        required=False,
+        help_text="a draft or active rule version, run as if it were live",
+    )
+    review_threshold = forms.FloatField(required=False, min_value=0, max_value=1)
+    decline_threshold = forms.FloatField(required=False, min_value=0, max_value=1)
+    start = forms.DateField(help_text="first day (UTC)")
+    end = forms.DateField(help_text="last day (UTC), included")
+
+
+@analyst_required
+def backtests(request: HttpRequest) -> HttpResponse:
+    """Run a rule version or new thresholds over history before they go live, and see past runs."""
+    from fraud.services.backtests import backtest_create
+    from fraud.services.policy import PolicyError
+
+    today = timezone.now().date()
+    if request.method == "POST":
+        form = BacktestForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            start = datetime.combine(data["start"], time.min, tzinfo=UTC)
+            end = datetime.combine(data["end"], time.min, tzinfo=UTC) + timedelta(days=1)
+            try:
+                backtest = backtest_create(actor=request.user, window_start=start, window_end=end, rule=data["rule"],
+                                           review=data["review_threshold"], decline=data["decline_threshold"])  # fmt: skip
+            except PolicyError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                messages.success(request, f"Backtest {backtest.pk} queued.")
+                return redirect("console:backtest", backtest_id=backtest.pk)
+    else:
+        form = BacktestForm(initial={"start": today - timedelta(days=30), "end": today - timedelta(days=1)})
+    runs = Backtest.objects.select_related("rule", "created_by")[:50]
+    return render(request, "console/backtests.html", {"form": form, "runs": runs})
+
+
+@require_GET
+@analyst_required
+def backtest_detail(request: HttpRequest, backtest_id: int) -> HttpResponse:
+    backtest = get_object_or_404(Backtest.objects.select_related("rule", "created_by"), pk=backtest_id)
+    live = backtest.status in (BacktestStatus.QUEUED, BacktestStatus.RUNNING)
+    context: dict = {"backtest": backtest, "live": live, "progress": round(backtest.progress * 100)}
+    result = backtest.result
+    if result.get("days"):
+        days = result["days"]
+        labels = [d["day"][5:] for d in days]
+        every = max(1, len(days) // 10)
+        context["flagged_chart"] = charts.grouped_bar_chart(
+            "Transactions flagged per day",
+            labels,
+            [
+                ("current setup", [d["current"]["flagged"] for d in days]),
+                ("with the change", [d["candidate"]["flagged"] for d in days]),
+            ],  # fmt: skip
+            label_every=every,
+        )
+        context["caught_chart"] = charts.grouped_bar_chart(
+            "Confirmed fraud caught per day",
+            labels,
+            [
+                ("current setup", [d["current"]["caught"] for d in days]),
+                ("with the change", [d["candidate"]["caught"] for d in days]),
+            ],  # fmt: skip
+            label_every=every,
+        )
+        totals = result["totals"]
+        context["rows"] = [
+            (name, totals["current"][key], totals["candidate"][key], totals["candidate"][key] - totals["current"][key])
+            for name, key in (("Transactions flagged", "flagged"), ("Money flagged", "flagged_amount"),
+                              ("Confirmed fraud caught", "caught"), ("Fraud money caught", "caught_amount"),
+                              ("False positives", "false_positives"), ("Cases for analysts", "cases"))
+        ]  # fmt: skip
+        context["days"] = days
+    return render(request, "console/backtest.html", context)

@@ -8,7 +8,7 @@ import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,13 +24,20 @@ from fraud import features as fx
 from fraud import reasons as reason_text
 from fraud.bulk import copy_insert
 from fraud.cards import CardVault
-from fraud.feature_store import PendingTransaction, features_for_new, features_online, refresh_statistics
+from fraud.feature_store import (
+    PendingTransaction,
+    customer_countries,
+    features_for_new,
+    features_online,
+    refresh_statistics,
+)
 from fraud.generator import Generated, generate
 from fraud.models import (
     Label,
     LabelSource,
     Transaction,
 )
+from fraud.policy import Outcome
 from fraud.scoring import ActiveModel, Thresholds, runtime
 
 logger = logging.getLogger(__name__)
@@ -96,6 +103,8 @@ def canonical_hash(data: dict[str, Any], *, card_fingerprint: str | None = None)
         # The card by its keyed fingerprint: the PAN itself goes nowhere but the vault.
         "card": card_fingerprint,
     }
+    if data.get("ip_address"):  # only when sent: bodies stored before the field hash as they did
+        canonical["ip"] = data["ip_address"]
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
@@ -138,6 +147,7 @@ def _scored(
         "channel": channel,
     }
     pan = data.get("card_number") or ""  # validated by the serializer; fingerprinted in `pending`
+    outcome = _policy_outcome(client, data, pending, features, score, thresholds.decide(score), scored_at)
     return Transaction(
         card_first6=pan[:6],
         card_last4=pan[-4:],
@@ -154,12 +164,59 @@ def _scored(
         timestamp=data["timestamp"],
         request_hash=canonical_hash(data, card_fingerprint=pending.card_fingerprint),
         fraud_score=score,
-        decision=thresholds.decide(score),
         reasons=reason_text.describe(contributions, features, context),
         model_version_id=model.id,
         scored_at=scored_at,
         shadow_score=round(float(shadow_score), 6) if shadow is not None and shadow_score is not None else None,
         shadow_model_id=shadow.id if shadow is not None else None,
+        ip_address=data.get("ip_address") or None,
+        decided_by=outcome.decided_by,
+        decision=outcome.decision,
+        rule_matches=[m.as_json() for m in outcome.matches],
+    )
+
+
+def _policy_outcome(
+    client: User,
+    data: dict[str, Any],
+    pending: PendingTransaction,
+    features: np.ndarray,
+    score: float,
+    model_decision: str,
+    now: datetime,
+) -> Outcome:
+    """Lists and rules beside the model (fraud.policy): what matched and what decides."""
+    policy = runtime.policy()
+    if policy.empty:
+        return Outcome(model_decision, "model")
+    context: dict[str, Any] = {}
+    if policy.rules:
+        context = {name: float(features[i]) for i, name in enumerate(fx.FEATURE_NAMES)}
+        context |= {
+            "amount": float(data["amount"]),
+            "currency": data["currency"],
+            "country": data["country"],
+            "channel": data.get("channel") or "",
+            "customer_id": data["customer_id"],
+            "merchant_id": data["merchant_id"],
+            "hour": float(data["timestamp"].astimezone(UTC).hour),
+            "has_card": bool(pending.card_fingerprint),
+            "score": score,
+        }
+        if "customer_countries_30d" in policy.fields_needed:
+            context["customer_countries_30d"] = customer_countries(pending, days=30)
+    return policy.decide(
+        owner_id=client.pk,
+        list_values={
+            "card": pending.card_fingerprint,
+            "customer": data["customer_id"],
+            "merchant": data["merchant_id"],
+            "country": data["country"],
+        },  # fmt: skip
+        ip=data.get("ip_address") or "",
+        context=context,
+        model_decision=model_decision,
+        now=now,
     )
 
 

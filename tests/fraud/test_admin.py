@@ -39,3 +39,38 @@ def test_analysts_and_api_clients_cannot_reach_the_admin(client, carol, alice):
     for user in (carol, alice):
         client.login(username=user.username, password=PASSWORD)
         assert client.get("/admin/fraud/decisionthresholds/").status_code == 302  # to the admin login
+
+
+def test_an_admin_writes_a_rule_and_sees_what_is_wrong_with_a_bad_condition(client, dave):
+    from audit.models import AuditEvent
+    from fraud.models import Rule, RuleStatus
+
+    client.login(username=dave.username, password=PASSWORD)
+    form = {"name": "big abroad", "description": "", "action": "review", "priority": "10"}
+    bad = client.post("/admin/fraud/rule/add/", {**form, "condition": "amount > 5000 and country = 'NG'"})
+    assert bad.status_code == 200 and "unexpected character" in bad.content.decode()
+    assert not Rule.objects.exists()
+
+    good = client.post("/admin/fraud/rule/add/", {**form, "condition": "amount > 5000 and country == 'NG'"})
+    assert good.status_code == 302
+    rule = Rule.objects.get()
+    assert (rule.version, rule.status, rule.created_by) == (1, RuleStatus.DRAFT, dave)
+    client.post("/admin/fraud/rule/", {"action": "activate", "_selected_action": [rule.pk]})
+    rule.refresh_from_db()
+    assert rule.status == RuleStatus.ACTIVE
+    assert AuditEvent.objects.filter(event_type__in=["rule.saved", "rule.activated"]).count() == 2
+
+
+def test_an_admin_blocks_a_card_without_the_number_being_stored(client, dave, alice):
+    from fraud.models import ListEntry
+
+    client.login(username=dave.username, password=PASSWORD)
+    response = client.post("/admin/fraud/listentry/add/", {
+        "kind": "card", "value": "4111111111111111", "action": "block", "owner": alice.pk, "reason": "stolen"})  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    entry = ListEntry.objects.get()
+    assert entry.display == "411111…1111" and "4111111111111111" not in entry.value
+    refused = client.post("/admin/fraud/listentry/add/", {
+        "kind": "country", "value": "Narnia", "action": "block", "reason": "x"})  # fmt: skip
+    assert refused.status_code == 200 and "ISO 3166-1" in refused.content.decode()
+    assert ListEntry.objects.count() == 1

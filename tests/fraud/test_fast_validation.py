@@ -68,6 +68,12 @@ stamps = st.one_of(
 channels = st.one_of(
     st.sampled_from(["pos", "online", "atm", "moto", "recurring", "other", "POS", "", "web"]), st.none(), st.integers()
 )
+ips = st.one_of(
+    st.sampled_from(
+        ["203.0.113.5", "10.0.0.1", "256.1.1.1", "01.2.3.4", "1.2.3", " 1.2.3.4", "::1", "2001:db8::1", ""]
+    ),
+    st.integers(),
+)
 cards = st.sampled_from(["4111111111111111", "4111111111111112", "4111 1111 1111 1111", "411111", "", 4111111111111111])
 
 
@@ -83,6 +89,8 @@ def bodies(draw):
         del body[draw(st.sampled_from(sorted(body)))]
     if draw(st.integers(0, 6)) == 0:
         body["card_number"] = draw(cards)
+    if draw(st.integers(0, 4)) == 0:
+        body["ip_address"] = draw(ips)
     if draw(st.integers(0, 8)) == 0:
         body[draw(st.sampled_from(["cvv", "extra", "Amount"]))] = "1"
     return body
@@ -108,6 +116,7 @@ def test_the_fast_path_takes_the_common_case():
     )
     assert _fast({k: v for k, v in GOOD.items() if k != "channel"}) is not None
     assert _fast({**GOOD, "amount": 42}) == serializer_result({**GOOD, "amount": 42})
+    assert _fast({**GOOD, "ip_address": "203.0.113.5"}) == serializer_result({**GOOD, "ip_address": "203.0.113.5"})
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,10 @@ def test_it_scores_a_transaction_and_stores_the_result(alice_api, alice, active_
 
     assert response.status_code == 201, response.content
     data = response.json()
-    assert set(data) == {"transaction_id", "fraud_score", "decision", "reasons", "model_version", "scored_at"}
+    assert set(data) == {
+        "transaction_id", "fraud_score", "decision", "decided_by", "reasons", "rules", "model_version", "scored_at"
+    }  # fmt: skip
+    assert data["decided_by"] == "model" and data["rules"] == []  # no list or rule in play
     assert data["transaction_id"] == "tx-1"
     assert 0.0 <= data["fraud_score"] <= 1.0
     assert data["decision"] in Decision.values
