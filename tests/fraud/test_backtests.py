@@ -35,7 +35,9 @@ def history(alice):
 
 
 def run(dave, **kwargs):
-    backtest = backtest_create(actor=dave, window_start=DAY1.replace(hour=0), window_end=DAY2 + timedelta(days=1), **kwargs)
+    backtest = backtest_create(
+        actor=dave, window_start=DAY1.replace(hour=0), window_end=DAY2 + timedelta(days=1), **kwargs
+    )
     return backtest_run(backtest_id=backtest.pk)
 
 
