@@ -18,11 +18,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fraud import features as fx
 from fraud.expressions import BOOL, NUMBER, STRING, STRINGS, Compiled, compile_expression
+
+# Readable names for the merchant risk features, as analysts write them.
+ALIASES = {f"merchant_fraud_rate_{w}": f"m_risk_{w}" for w in fx.MERCHANT_RISK_WINDOWS}
 
 # What a rule condition may read. Every model feature is a number under its own name.
 RULE_FIELDS: dict[str, str] = {
@@ -37,9 +40,42 @@ RULE_FIELDS: dict[str, str] = {
     "score": NUMBER,
     "customer_countries_30d": STRINGS,  # countries of the customer's payments in the 30 days before
     **{name: NUMBER for name in fx.FEATURE_NAMES if name not in ("has_card",)},
+    **dict.fromkeys(ALIASES, NUMBER),
 }
 
 SEVERITY = {"approve": 0, "review": 1, "decline": 2}
+
+
+def rule_context(
+    *,
+    features: Sequence[float],
+    amount: float,
+    currency: str,
+    country: str,
+    channel: str,
+    customer_id: str,
+    merchant_id: str,
+    timestamp: datetime,
+    has_card: bool,
+    score: float,
+) -> dict[str, Any]:
+    """The values a rule reads for one transaction (``RULE_FIELDS`` but the customer's countries,
+    which cost a query and are added only when a rule reads them). Scoring and backtests both
+    build it here, so a rule sees the same thing in both."""
+    context: dict[str, Any] = {name: float(features[i]) for i, name in enumerate(fx.FEATURE_NAMES)}
+    context |= {alias: context[name] for alias, name in ALIASES.items()}
+    context |= {
+        "amount": float(amount),
+        "currency": currency,
+        "country": country,
+        "channel": channel,
+        "customer_id": customer_id,
+        "merchant_id": merchant_id,
+        "hour": float(timestamp.astimezone(UTC).hour),
+        "has_card": has_card,
+        "score": float(score),
+    }
+    return context
 
 
 def compile_rule(condition: str) -> Compiled:

@@ -23,7 +23,7 @@ from audit.services import audit_record
 from fraud import features as fx
 from fraud.feature_store import load_history
 from fraud.models import Backtest, BacktestStatus, Label, Rule, Transaction
-from fraud.policy import LiveRule, Policy, compile_rule
+from fraud.policy import LiveRule, Policy, compile_rule, rule_context
 from fraud.scoring import Thresholds, load_policy, runtime, thresholds_row
 from fraud.services.cases import case_needed
 from fraud.services.policy import PolicyError
@@ -181,10 +181,9 @@ def _compute(backtest: Backtest) -> dict[str, Any]:
         ]
         score = fresh_scores.get(i, score)
         amount = float(amount)
-        context = {name: float(x[i, j]) for j, name in enumerate(fx.FEATURE_NAMES)}
-        context |= {"amount": amount, "currency": currency, "country": country, "channel": channel,
-                    "customer_id": customer, "merchant_id": merchant, "hour": float(ts.hour),
-                    "has_card": bool(card), "score": score}  # fmt: skip
+        context = rule_context(features=x[i], amount=amount, currency=currency, country=country, channel=channel,
+                               customer_id=customer, merchant_id=merchant, timestamp=ts, has_card=bool(card),
+                               score=score)  # fmt: skip
         if needs_countries:
             context["customer_countries_30d"] = countries[i]
         lists = {"card": card, "customer": customer, "merchant": merchant, "country": country}

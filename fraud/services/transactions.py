@@ -8,7 +8,7 @@ import json
 import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +37,7 @@ from fraud.models import (
     LabelSource,
     Transaction,
 )
-from fraud.policy import Outcome
+from fraud.policy import Outcome, rule_context
 from fraud.scoring import ActiveModel, Thresholds, runtime
 
 logger = logging.getLogger(__name__)
@@ -191,18 +191,18 @@ def _policy_outcome(
         return Outcome(model_decision, "model")
     context: dict[str, Any] = {}
     if policy.rules:
-        context = {name: float(features[i]) for i, name in enumerate(fx.FEATURE_NAMES)}
-        context |= {
-            "amount": float(data["amount"]),
-            "currency": data["currency"],
-            "country": data["country"],
-            "channel": data.get("channel") or "",
-            "customer_id": data["customer_id"],
-            "merchant_id": data["merchant_id"],
-            "hour": float(data["timestamp"].astimezone(UTC).hour),
-            "has_card": bool(pending.card_fingerprint),
-            "score": score,
-        }
+        context = rule_context(
+            features=features,
+            amount=float(data["amount"]),
+            currency=data["currency"],
+            country=data["country"],
+            channel=data.get("channel") or "",
+            customer_id=data["customer_id"],
+            merchant_id=data["merchant_id"],
+            timestamp=data["timestamp"],
+            has_card=bool(pending.card_fingerprint),
+            score=score,
+        )
         if "customer_countries_30d" in policy.fields_needed:
             context["customer_countries_30d"] = customer_countries(pending, days=30)
     return policy.decide(

@@ -263,3 +263,20 @@ def test_a_client_imports_a_csv_of_its_own_entries(alice_api, alice):
     assert response.json()["added"] == 1
     assert [b["line"] for b in response.json()["bad"]] == [3, 4]
     assert ListEntry.objects.get().owner == alice
+
+
+def test_the_issues_examples_are_rules_and_read_what_scoring_provides():
+    import numpy as np
+
+    from fraud import features as fx
+    from fraud.policy import rule_context
+
+    features = np.zeros(len(fx.FEATURE_NAMES))
+    features[fx.FEATURE_INDEX["m_risk_7d"]] = 0.08
+    context = rule_context(features=features, amount=6000, currency="EUR", country="NG", channel="online",
+                           customer_id="C1", merchant_id="M1", timestamp=timezone.now(), has_card=False, score=0.4)  # fmt: skip
+    context["customer_countries_30d"] = frozenset({"FR"})
+    for condition in ("amount > 5000 and country not in customer_countries_30d",
+                      'score >= 0.3 and channel == "online" and merchant_fraud_rate_7d > 0.05'):  # fmt: skip
+        assert compile_rule(condition).evaluate(context) is True
+    assert compile_rule("merchant_fraud_rate_7d == m_risk_7d").evaluate(context) is True
