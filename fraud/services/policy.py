@@ -263,7 +263,7 @@ def rule_save(
     with transaction.atomic():
         # Concurrent saves of one name race for the next version; the unique (name, version)
         # constraint lets one win and the other retry.
-        for _ in range(3):
+        for _ in range(20):
             latest = Rule.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0
             rule = Rule(
                 name=name,

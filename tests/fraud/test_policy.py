@@ -280,3 +280,68 @@ def test_the_issues_examples_are_rules_and_read_what_scoring_provides():
                       'score >= 0.3 and channel == "online" and merchant_fraud_rate_7d > 0.05'):  # fmt: skip
         assert compile_rule(condition).evaluate(context) is True
     assert compile_rule("merchant_fraud_rate_7d == m_risk_7d").evaluate(context) is True
+
+
+def test_an_admin_imports_entries_from_the_command_line(tmp_path, dave, alice):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    path = tmp_path / "lists.csv"
+    path.write_text("kind,value,action,reason,owner\ncountry,KP,block,sanctions,\ncard,4111,block,bad,alice-client\n")
+    out, err = StringIO(), StringIO()
+    call_command("import_list_entries", str(path), "--actor", dave.username, stdout=out, stderr=err)
+    assert json.loads(out.getvalue()) == {"rows": 2, "added": 1, "bad": 1}
+    assert "line 3: value: Not a valid card number." in err.getvalue()
+    assert AuditEvent.objects.filter(event_type="list.entry_added", actor=dave).count() == 1
+
+
+# --- Concurrency (PostgreSQL: the constraints decide) -------------------------------------------------
+
+
+def _at_once(fn, n: int) -> list:
+    import threading
+
+    from django.db import connection
+
+    barrier, results = threading.Barrier(n), []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results.append(fn(i))
+        except Exception as exc:  # collected: the test asserts on what each thread got
+            results.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_concurrent_saves_of_one_rule_get_distinct_versions(postgres_tx, dave):
+    results = _at_once(lambda i: rule_save(actor=dave, name="race", condition=f"amount > {i}", action="review"), 6)
+    assert all(isinstance(r, Rule) for r in results), results
+    assert sorted(Rule.objects.filter(name="race").values_list("version", flat=True)) == [1, 2, 3, 4, 5, 6]
+
+
+def test_concurrent_identical_entries_store_one(postgres_tx, dave):
+    results = _at_once(
+        lambda i: list_entry_add(actor=dave, kind="country", value="KP", action="block", reason=f"r{i}"), 6
+    )
+    assert sum(isinstance(r, ListEntry) for r in results) == 1
+    assert all(isinstance(r, PolicyError) for r in results if not isinstance(r, ListEntry))
+    assert ListEntry.objects.filter(value="KP").count() == 1
+    assert AuditEvent.objects.filter(event_type="list.entry_added").count() == 1
+
+
+def test_concurrent_activations_leave_one_active_version(postgres_tx, dave):
+    versions = [rule_save(actor=dave, name="one live", condition=f"amount > {i}", action="review") for i in range(5)]
+    results = _at_once(lambda i: rule_activate(actor=dave, rule=versions[i]), 5)
+    assert all(isinstance(r, Rule) for r in results), results
+    assert Rule.objects.filter(name="one live", status=RuleStatus.ACTIVE).count() == 1
