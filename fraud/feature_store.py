@@ -155,22 +155,25 @@ def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[
     return out
 
 
+# Raw SQL for the same reason as ONLINE_SQL: compiling the ORM query cost ~1.4 ms, the query
+# itself a fraction of that (it reads the feature query's covering index).
+COUNTRIES_SQL = (
+    f"SELECT DISTINCT country FROM {Transaction._meta.db_table} "  # noqa: S608  # nosec B608 - our own table name
+    "WHERE owner_id = %s AND customer_id = %s AND timestamp >= %s AND timestamp < %s AND country <> ''"
+)
+
+
 def customer_countries(tx: PendingTransaction, *, days: int) -> frozenset[str]:
     """The countries of the customer's payments in the ``days`` before the transaction (for rules
     such as ``country not in customer_countries_30d``); one indexed query, run only when a live
     rule reads it."""
-    rows = (
-        Transaction.objects.filter(
-            owner_id=tx.owner_id,
-            customer_id=tx.customer_id,
-            timestamp__gte=tx.timestamp - timedelta(days=days),
-            timestamp__lt=tx.timestamp,
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            COUNTRIES_SQL,
+            [tx.owner_id, tx.customer_id, adapt(tx.timestamp - timedelta(days=days)), adapt(tx.timestamp)],
         )
-        .exclude(country="")
-        .values_list("country", flat=True)
-        .distinct()
-    )
-    return frozenset(rows)
+        return frozenset(row[0] for row in cursor.fetchall())
 
 
 def features_online(tx: PendingTransaction, *, label_delay_days: int) -> np.ndarray:
