@@ -9,7 +9,15 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from fraud.models import DecisionThresholds, ListEntry, ModelStatus, ModelVersion, Rule, Transaction
+from fraud.models import (
+    OWNED_LIST_KINDS,
+    DecisionThresholds,
+    ListEntry,
+    ModelStatus,
+    ModelVersion,
+    Rule,
+    Transaction,
+)
 from fraud.services import model_version_activate, model_version_set_shadow, thresholds_update
 from fraud.services.policy import (
     PolicyError,
@@ -161,11 +169,17 @@ class ListEntryForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         try:
-            list_entry_check(**{k: data.get(k) for k in ("kind", "value", "action", "reason", "owner", "expires_at")},
-                             overriding=bool(data.get("overriding")))  # fmt: skip
+            stored, display = list_entry_check(
+                **{k: data.get(k) for k in ("kind", "value", "action", "reason", "owner", "expires_at")},
+                overriding=bool(data.get("overriding")),
+            )
         except PolicyError as exc:
             field = exc.field if exc.field in self.fields else None
             self.add_error(field, exc.message)
+            return data
+        live = ListEntry.objects.filter(kind=data["kind"], value=stored, action=data["action"], removed_at__isnull=True)
+        if live.filter(owner=data.get("owner") if data["kind"] in OWNED_LIST_KINDS else None).exists():
+            self.add_error("value", f"{display} is already on the {data['action']} list.")
         return data
 
 
@@ -184,6 +198,12 @@ class RuleForm(forms.ModelForm):
         except ExpressionError as exc:
             raise forms.ValidationError(str(exc)) from None
         return condition
+
+    def clean_priority(self) -> int:
+        priority = self.cleaned_data["priority"]
+        if not -1000 <= priority <= 1000:
+            raise forms.ValidationError("Use a whole number from -1000 to 1000.")
+        return priority
 
 
 @admin.register(ListEntry)
@@ -206,6 +226,9 @@ class ListEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request)  # the list and its actions only
 
     def save_model(self, request: HttpRequest, obj: ListEntry, form: Any, change: bool) -> None:
         try:

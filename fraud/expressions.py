@@ -281,7 +281,7 @@ def compile_expression(source: str, fields: Mapping[str, str]) -> Compiled:
     except UnexpectedInput as exc:  # pragma: no cover - the subclasses above are the ones raised
         raise ExpressionError("cannot read the condition", getattr(exc, "column", None)) from None
     if _depth(tree) > 2 * MAX_DEPTH:
-        raise ExpressionError(f"the condition nests deeper than {MAX_DEPTH} levels")
+        raise ExpressionError(f"the condition nests deeper than {MAX_DEPTH} levels (or chains too many operators)")
     compiler = _Compiler(fields)
     kind, fn = compiler.build(tree)
     if kind != BOOL:

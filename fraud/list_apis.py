@@ -4,6 +4,7 @@ in the Django admin). Every change goes through fraud.services.policy and is aud
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -16,9 +17,29 @@ from rest_framework.views import APIView
 from cipherguard.api import IsApiClient, Pagination, SafeJSONParser, problem_response, problems
 from fraud.models import OWNED_LIST_KINDS, ListAction, ListEntry
 from fraud.services.policy import PolicyError, list_entry_add, list_entry_remove, list_import_csv
-from fraud.validation import AwareTimestampField, StrictSerializer
+from fraud.validation import StrictSerializer
 
 CLIENT_KINDS = [str(k) for k in OWNED_LIST_KINDS]
+# Imported in the request, row by row (each audited): about 10,000 rows at most.
+LIST_IMPORT_MAX_BYTES = 1_000_000
+
+
+class FutureTimestampField(serializers.Field):
+    """An ISO 8601 time with an offset, later than now (the list rules bound how much later)."""
+
+    def to_internal_value(self, data: Any) -> datetime:
+        from django.utils.dateparse import parse_datetime
+
+        try:
+            value = parse_datetime(data) if isinstance(data, str) and len(data) <= 40 else None
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or value.tzinfo is None:
+            raise serializers.ValidationError("Must be an ISO 8601 time with an offset, such as 2026-12-31T00:00:00Z.")
+        return value
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
 
 
 class ListEntryInputSerializer(StrictSerializer):
@@ -27,7 +48,7 @@ class ListEntryInputSerializer(StrictSerializer):
     action = serializers.ChoiceField(choices=ListAction.choices)
     reason = serializers.CharField(max_length=500)
     overriding = serializers.BooleanField(required=False, default=False)
-    expires_at = AwareTimestampField(required=False)
+    expires_at = FutureTimestampField(required=False)
 
 
 class ListEntryOutputSerializer(serializers.Serializer):
@@ -75,7 +96,8 @@ class ListEntriesApi(APIView):
         operation_id="lists_create",
         request=ListEntryInputSerializer,
         responses={201: ListEntryOutputSerializer, **problems(400, 401, 403, 415)},
-        description="Allow or block one of your cards, customers or merchants, from the next transaction on.",
+        description="Allow or block one of your cards, customers or merchants; every scoring process applies it "
+        "within FRAUD_RUNTIME_REFRESH_SECONDS (5 s by default).",
     )
     def post(self, request: Request) -> Response:
         serializer = ListEntryInputSerializer(data=request.data)
@@ -115,7 +137,7 @@ class ListImportApi(APIView):
                     "bad": serializers.ListField(child=serializers.DictField()),
                 },  # fmt: skip
             ),
-            **problems(400, 401, 403, 415),
+            **problems(400, 401, 403, 413, 415),
         },
         description="CSV with kind,value,action,reason[,overriding,expires_at]: entries about your own cards, "
         "customers and merchants. Bad rows are reported by line and field; the others are added.",

@@ -137,7 +137,10 @@ class Runtime:
         )
         self._model = self._swap(self._model, next((r[:3] for r in rows if r[3] == ModelStatus.ACTIVE), None))
         self._shadow = self._swap(self._shadow, next((r[:3] for r in rows if r[4]), None))
-        self._policy = load_policy(self._compiled)
+        try:
+            self._policy = load_policy(self._compiled)
+        except Exception:  # scoring goes on with the lists and rules it had; the error is logged
+            logger.exception("could not load the lists and rules; keeping the previous ones")
         self._checked_at = time.monotonic()
 
     @staticmethod

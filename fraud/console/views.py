@@ -4,7 +4,7 @@ input, call one service and render; permissions come from the selectors."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import wraps
 from typing import Any
 
@@ -378,6 +378,14 @@ class BacktestForm(forms.Form):
     decline_threshold = forms.FloatField(required=False, min_value=0, max_value=1)
     start = forms.DateField(help_text="first day (UTC)")
     end = forms.DateField(help_text="last day (UTC), included")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        earliest, latest = date(2000, 1, 1), timezone.now().date()
+        for name in ("start", "end"):
+            if data.get(name) and not earliest <= data[name] <= latest:
+                self.add_error(name, f"Choose a day from {earliest} to {latest}.")
+        return data
 
 
 @analyst_required

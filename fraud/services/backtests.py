@@ -79,29 +79,39 @@ def backtest_create(
 
 
 def _countries_before(frame: fx.Frame, rows: np.ndarray, days: int) -> dict[int, frozenset[str]]:
-    """For each index in ``rows``, the countries of the same customer's payments in the
-    ``days`` before it (``customer_countries_30d``), by one pass per customer."""
+    """For each index in ``rows``, the countries of the same customer's payments in
+    ``[t - days, t)`` (``customer_countries_30d``, as scoring's SQL reads it: payments at the
+    same instant are not before it), by one pass per customer."""
     wanted = set(rows.tolist())
     out: dict[int, frozenset[str]] = {}
     width = days * fx.DAY
-    order = np.lexsort((frame.ts, frame.customer))
+    order = np.lexsort((frame.ts, frame.customer)).tolist()
     window: deque[tuple[int, str]] = deque()
     counts: Counter[str] = Counter()
     current = None
-    for i in order.tolist():
+    k = 0
+    while k < len(order):
+        i = order[k]
         if frame.customer[i] != current:
             current, window, counts = frame.customer[i], deque(), Counter()
         t = int(frame.ts[i])
+        # Every row of this customer at this instant sees the same past, then joins it.
+        end = k + 1
+        while end < len(order) and frame.customer[order[end]] == current and int(frame.ts[order[end]]) == t:
+            end += 1
+        same, k = order[k:end], end
         while window and window[0][0] < t - width:
             _, old = window.popleft()
             counts[old] -= 1
             if not counts[old]:
                 del counts[old]
-        if i in wanted:
-            out[i] = frozenset(counts)
-        if frame.country[i]:
-            window.append((t, frame.country[i]))
-            counts[frame.country[i]] += 1
+        for j in same:
+            if j in wanted:
+                out[j] = frozenset(counts)
+        for j in same:
+            if frame.country[j]:
+                window.append((t, frame.country[j]))
+                counts[frame.country[j]] += 1
     return out
 
 
@@ -140,12 +150,15 @@ def _compute(backtest: Backtest) -> dict[str, Any]:
     start, end = fx.to_epoch_us(backtest.window_start), fx.to_epoch_us(backtest.window_end)
     rows = np.flatnonzero((frame.ts >= start) & (frame.ts < end))
     x = fx.features_offline(frame, frame, label_delay_days=delay) if len(rows) else np.zeros((0, len(fx.FEATURE_NAMES)))
+    # By the window, not by id: a list of every id would overflow the database's parameter limit.
     stored = {
         pk: rest
-        for pk, *rest in Transaction.objects.filter(pk__in=ids[rows].tolist()).values_list(
+        for pk, *rest in Transaction.objects.filter(
+            timestamp__gte=backtest.window_start, timestamp__lt=backtest.window_end
+        ).values_list(
             "id", "owner_id", "transaction_id", "customer_id", "merchant_id", "amount", "currency", "country",
             "channel", "timestamp", "card_fingerprint", "ip_address", "fraud_score", "label"
-        )
+        ).iterator(chunk_size=20_000)
     }  # fmt: skip
     # Rows never scored (imported history) are scored now with the active model.
     unscored = [k for k, i in enumerate(rows.tolist()) if stored[int(ids[i])][11] is None]

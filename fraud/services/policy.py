@@ -9,7 +9,7 @@ import io
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from django.db import IntegrityError, transaction
@@ -24,6 +24,10 @@ from fraud.models import OWNED_LIST_KINDS, Decision, ListAction, ListEntry, List
 from fraud.policy import compile_rule
 from fraud.scoring import runtime
 from fraud.validation import ID_RE, country_codes
+
+# An entry expiring later than this is a typo or an attack on the date type; no expiry is spelled
+# by leaving it empty.
+MAX_EXPIRY = timedelta(days=5 * 365)
 
 
 class PolicyError(ValueError):
@@ -69,6 +73,8 @@ def _normalised(kind: str, value: str) -> tuple[str, str]:
             raise PolicyError("value", "Use an ISO 3166-1 alpha-2 country code in capitals, such as FR.")
         return value, value
     if kind == ListKind.IP:
+        if "%" in value:  # an IPv6 zone id names an interface of one host, never a range of payers
+            raise PolicyError("value", "Use an IP address or a CIDR range, such as 203.0.113.0/24.")
         try:
             network = ipaddress.ip_network(value, strict=False)
         except ValueError:
@@ -137,8 +143,12 @@ def list_entry_check(
         raise PolicyError("owner", "Cards, customers and merchants belong to an API client: name it.")
     if owner is not None and owner.role != Role.API_CLIENT:
         raise PolicyError("owner", "Not an API client.")
+    if kind not in OWNED_LIST_KINDS and owner is not None:
+        raise PolicyError("owner", "Countries and IP ranges apply to every client: leave the owner empty.")
     if expires_at is not None and expires_at <= timezone.now():
         raise PolicyError("expires_at", "Must be in the future.")
+    if expires_at is not None and expires_at > timezone.now() + MAX_EXPIRY:
+        raise PolicyError("expires_at", f"Must be within {MAX_EXPIRY.days // 365} years; leave it empty for no expiry.")
     return stored, display
 
 
@@ -198,7 +208,10 @@ def list_import_csv(
                     raise PolicyError("kind", f"Use one of {', '.join(kinds)}.")
                 expires_at = None
                 if raw.get("expires_at"):
-                    expires_at = parse_datetime(raw["expires_at"])
+                    try:
+                        expires_at = parse_datetime(raw["expires_at"])
+                    except (ValueError, OverflowError):
+                        expires_at = None
                     if expires_at is None or expires_at.tzinfo is None:
                         raise PolicyError("expires_at", "Use ISO 8601 with an offset, such as 2026-12-31T00:00:00Z.")
                 overriding = (raw.get("overriding") or "false").strip().lower()

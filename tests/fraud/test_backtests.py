@@ -95,3 +95,18 @@ def test_an_analyst_runs_a_backtest_from_the_console_and_sees_the_chart(client, 
     assert "Confirmed fraud caught" in page
     refused = client.post("/console/backtests/", {"start": "2026-03-10", "end": "2026-03-11"})
     assert "Choose a rule version" in refused.content.decode()
+
+
+def test_the_customers_countries_in_a_backtest_exclude_payments_at_the_same_instant():
+    import numpy as np
+
+    from fraud import features as fx
+    from fraud.services.backtests import _countries_before
+
+    t = fx.to_epoch_us(DAY1)
+    frame = fx.Frame(
+        customer=np.array(["c", "c", "c", "d"]), merchant=np.array(["m"] * 4), country=np.array(["FR", "DE", "NG", "FR"]),
+        channel=np.array([""] * 4), ts=np.array([t - fx.DAY, t, t, t], dtype=np.int64), amount=np.ones(4),
+        fraud_known_at=np.full(4, fx.NOT_FRAUD), card=np.array([""] * 4),
+    )  # fmt: skip
+    assert _countries_before(frame, np.arange(4), 30) == {0: frozenset(), 1: {"FR"}, 2: {"FR"}, 3: frozenset()}

@@ -177,7 +177,7 @@ def test_csv_import_adds_good_rows_and_reports_bad_ones_by_line(alice, dave):
     data = (
         "kind,value,action,reason,owner,overriding,expires_at\n"
         "country,RU,block,sanctions,,,\n"
-        "customer,C9,allow,VIP,alice-client,true,2099-01-01T00:00:00Z\n"
+        "customer,C9,allow,VIP,alice-client,true,2029-01-01T00:00:00Z\n"
         "ip,not-an-ip,block,bots,,,\n"
         "merchant,M1,block,no owner,,,\n"
     )
@@ -345,3 +345,46 @@ def test_concurrent_activations_leave_one_active_version(postgres_tx, dave):
     results = _at_once(lambda i: rule_activate(actor=dave, rule=versions[i]), 5)
     assert all(isinstance(r, Rule) for r in results), results
     assert Rule.objects.filter(name="one live", status=RuleStatus.ACTIVE).count() == 1
+
+
+# --- Found in review ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expires_at", ["9999-12-31T23:59:59-12:00", "2026-13-01T00:00:00Z", "2026-01-01T00:00:00+99:00", "soon"]
+)
+def test_absurd_expiry_dates_are_refused_and_never_reach_the_runtime(alice_api, dave, expires_at):
+    row = f"country,KP,block,why,,,{expires_at}\n"
+    report = list_import_csv(
+        actor=dave, file=io.BytesIO(("kind,value,action,reason,owner,overriding,expires_at\n" + row).encode())
+    )
+    assert report.added == 0 and report.bad[0][1].keys() == {"expires_at"}
+    response = alice_api.post("/api/v1/lists/", {"kind": "customer", "value": "C1", "action": "block", "reason": "x",
+                                                 "expires_at": expires_at}, format="json")  # fmt: skip
+    assert response.status_code == 400 and "expires_at" in response.json()["errors"]
+    assert not ListEntry.objects.exists()
+
+
+def test_a_global_kind_with_an_owner_is_refused_not_widened(dave, alice):
+    with pytest.raises(PolicyError) as caught:
+        list_entry_add(actor=dave, kind="country", value="FR", action="block", reason="x", owner=alice)
+    assert caught.value.field == "owner"
+
+
+def test_a_client_sets_an_expiry_days_ahead_through_the_api(alice_api):
+    later = (timezone.now() + timedelta(days=30)).isoformat()
+    response = alice_api.post("/api/v1/lists/", {"kind": "customer", "value": "C1", "action": "block", "reason": "x",
+                                                 "expires_at": later}, format="json")  # fmt: skip
+    assert response.status_code == 201, response.content
+
+
+def test_a_list_load_failure_keeps_the_previous_policy(alice_api, alice, dave, active_model, fresh, monkeypatch):
+    list_entry_add(actor=dave, kind="country", value="FR", action="block", reason="x")
+    assert score(alice_api, transaction_id="1")["decided_by"] == "list"
+
+    def broken(cache):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr("fraud.scoring.load_policy", broken)
+    runtime.invalidate()
+    assert score(alice_api, transaction_id="2")["decided_by"] == "list"
