@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -24,6 +25,7 @@ CLIENT_KINDS = [str(k) for k in OWNED_LIST_KINDS]
 LIST_IMPORT_MAX_BYTES = 1_000_000
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
 class FutureTimestampField(serializers.Field):
     """An ISO 8601 time with an offset, later than now (the list rules bound how much later)."""
 
