@@ -85,7 +85,18 @@ class ListEntriesApi(APIView):
     permission_classes = [IsApiClient]
 
     @extend_schema(
-        operation_id="lists_list", responses={200: ListEntryOutputSerializer(many=True), **problems(401, 403)}
+        operation_id="lists_list",
+        responses={
+            200: inline_serializer(
+                "ListEntryPage",
+                {
+                    "next": serializers.URLField(allow_null=True),
+                    "previous": serializers.URLField(allow_null=True),
+                    "results": ListEntryOutputSerializer(many=True),
+                },
+            ),
+            **problems(400, 401, 403),
+        },
     )
     def get(self, request: Request) -> Response:
         entries = ListEntry.objects.filter(owner=request.user, removed_at__isnull=True).order_by("-created_at", "-id")
