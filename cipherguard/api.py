@@ -86,6 +86,17 @@ class Pagination(CursorPagination):
     ordering = ("-timestamp", "-id")
 
 
+def page_of(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    """The schema of one ``Pagination`` page of ``item`` (``many=True``)."""
+    from drf_spectacular.utils import inline_serializer
+
+    return inline_serializer(
+        name,
+        {"next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
+         "results": item},
+    )  # fmt: skip
+
+
 class IsApiClient(permissions.BasePermission):
     """Machine clients only: analysts and admins use the console, not the scoring API."""
 

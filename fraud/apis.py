@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cipherguard.api import IsApiClient, Pagination, problem, problem_response, problems
+from cipherguard.api import IsApiClient, Pagination, page_of, problem, problem_response, problems
 from fraud.models import Decision, Label, LabelSource, Transaction
 from fraud.scoring import NoActiveModelError
 from fraud.selectors import transaction_get_for_client, transaction_list_for_client
@@ -157,14 +157,7 @@ class TransactionsApi(APIView):
         operation_id="transactions_list",
         parameters=[TransactionFilterSerializer],
         responses={
-            200: inline_serializer(
-                "TransactionPage",
-                {
-                    "next": serializers.URLField(allow_null=True),
-                    "previous": serializers.URLField(allow_null=True),
-                    "results": TransactionOutputSerializer(many=True),
-                },
-            ),
+            200: page_of("TransactionPage", TransactionOutputSerializer(many=True)),
             **problems(400, 401, 403, 404),
         },
     )

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cipherguard.api import IsApiClient, Pagination, SafeJSONParser, problem_response, problems
+from cipherguard.api import IsApiClient, Pagination, SafeJSONParser, page_of, problem_response, problems
 from fraud.models import OWNED_LIST_KINDS, ListAction, ListEntry
 from fraud.services.policy import PolicyError, list_entry_add, list_entry_remove, list_import_csv
 from fraud.validation import StrictSerializer
@@ -87,14 +87,7 @@ class ListEntriesApi(APIView):
     @extend_schema(
         operation_id="lists_list",
         responses={
-            200: inline_serializer(
-                "ListEntryPage",
-                {
-                    "next": serializers.URLField(allow_null=True),
-                    "previous": serializers.URLField(allow_null=True),
-                    "results": ListEntryOutputSerializer(many=True),
-                },
-            ),
+            200: page_of("ListEntryPage", ListEntryOutputSerializer(many=True)),
             **problems(400, 401, 403),
         },
     )

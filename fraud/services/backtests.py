@@ -156,19 +156,20 @@ def _compute(backtest: Backtest) -> dict[str, Any]:
         for pk, *rest in Transaction.objects.filter(
             timestamp__gte=backtest.window_start, timestamp__lt=backtest.window_end
         ).values_list(
-            "id", "owner_id", "transaction_id", "customer_id", "merchant_id", "amount", "currency", "country",
+            "id", "owner_id", "customer_id", "merchant_id", "amount", "currency", "country",
             "channel", "timestamp", "card_fingerprint", "ip_address", "fraud_score", "label"
         ).iterator(chunk_size=20_000)
     }  # fmt: skip
     # Rows never scored (imported history) are scored now with the active model.
-    unscored = [k for k, i in enumerate(rows.tolist()) if stored[int(ids[i])][11] is None]
+    unscored = [k for k, i in enumerate(rows.tolist()) if stored[int(ids[i])][10] is None]
     fresh_scores: dict[int, float] = {}
     if unscored:
         model, _ = runtime.current()
         predicted = model.scorer.predict(x[rows[unscored]])
         fresh_scores = {int(rows[k]): float(s) for k, s in zip(unscored, predicted, strict=True)}
 
-    current_thresholds = Thresholds(thresholds_row().review_threshold, thresholds_row().decline_threshold)
+    row = thresholds_row()
+    current_thresholds = Thresholds(row.review_threshold, row.decline_threshold)
     candidate_thresholds = current_thresholds
     if backtest.review_threshold is not None:
         candidate_thresholds = Thresholds(backtest.review_threshold, backtest.decline_threshold)  # type: ignore[arg-type]
@@ -189,7 +190,7 @@ def _compute(backtest: Backtest) -> dict[str, Any]:
     step = max(1, len(rows) // 20)
     now = timezone.now()  # list entries as they stand today (the current setup), over past rows
     for k, i in enumerate(rows.tolist()):
-        owner_id, _tid, customer, merchant, amount, currency, country, channel, ts, card, ip, score, label = stored[
+        owner_id, customer, merchant, amount, currency, country, channel, ts, card, ip, score, label = stored[
             int(ids[i])
         ]
         score = fresh_scores.get(i, score)
