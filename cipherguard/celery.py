@@ -57,7 +57,7 @@ app.autodiscover_tasks()
 def _ensure_filesystem_queue() -> None:
     """The embedded default broker is a pair of folders; kombu needs them to exist."""
     options = app.conf.broker_transport_options or {}
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
 
