@@ -39,9 +39,11 @@ bench: install  ## load CipherGuard on this machine (PostgreSQL, Redis, wrk) and
 	@command -v wrk >/dev/null 2>&1 || { if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-lint: install  ## ruff check and format check
+lint: install  ## ruff, the import contracts (layers, no cycles; pyproject.toml) and mypy on the typed core
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import secrets
+
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import Role, User
+from audit.services import audit_record, changes
 
 
 @transaction.atomic
@@ -39,8 +43,6 @@ def user_state(user: User) -> dict[str, object]:
 def user_save(*, user: User, actor: User, before: dict[str, object] | None) -> User:
     """Save an admin's edit of a user (or a new user, ``before=None``) and audit what changed.
     Admin role and Django-admin access go together: staff/superuser follow the role."""
-    from audit.services import audit_record, changes
-
     user.is_staff = user.is_superuser = user.role == Role.ADMIN
     with transaction.atomic():
         user.save()
@@ -57,8 +59,6 @@ def user_save(*, user: User, actor: User, before: dict[str, object] | None) -> U
 def api_client_deactivate(*, client: User, actor: User) -> User:
     """Stop an API client: it can no longer log in, and its outstanding refresh tokens are
     blacklisted (access tokens die within their short lifetime; deactivated users are refused)."""
-    from audit.services import audit_record
-
     with transaction.atomic():
         client.is_active = False
         client.save(update_fields=["is_active"])
@@ -76,10 +76,6 @@ def api_client_deactivate(*, client: User, actor: User) -> User:
 def api_client_rotate_credentials(*, client: User, actor: User) -> str:
     """Give an API client a new random password (returned once, never stored in clear) and
     revoke its refresh tokens, so the old credentials stop working at once."""
-    import secrets
-
-    from audit.services import audit_record
-
     password = secrets.token_urlsafe(24)
     with transaction.atomic():
         client.set_password(password)
@@ -92,8 +88,6 @@ def api_client_rotate_credentials(*, client: User, actor: User) -> str:
 
 
 def _blacklist_refresh_tokens(user: User) -> int:
-    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-
     outstanding = OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False)
     tokens = list(outstanding)
     BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in tokens], ignore_conflicts=True)
@@ -103,8 +97,6 @@ def _blacklist_refresh_tokens(user: User) -> int:
 def auth_attempt_record(*, user: User | None, username: str, success: bool, channel: str) -> None:
     """Audit a login (console or admin) or token request, successful or not. The attempted
     username is kept; the password never is."""
-    from audit.services import audit_record
-
     audit_record(
         event_type=f"auth.{channel}" if success else f"auth.{channel}_failed",
         actor=user,
@@ -112,4 +104,16 @@ def auth_attempt_record(*, user: User | None, username: str, success: bool, chan
         object_type="accounts.user",
         object_id=str(user.pk) if user else "",
         success=success,
+    )
+
+
+def rate_limit_refusal_record(*, user: User | None, origin: str | None, limit: str, allowed: int, path: str) -> None:
+    """Audit the first refused request of a client (or, signed out, an address) in a rate-limit
+    window."""
+    audit_record(
+        event_type="rate_limit.exceeded",
+        actor=user,
+        actor_label=None if user else (origin or "anonymous"),
+        success=False,
+        after={"limit": limit, "allowed": allowed, "path": path},
     )

@@ -4,16 +4,18 @@ transaction as the change it describes: both commit or neither does."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from accounts.models import Role, User
 from audit.chain import GENESIS, compute_mac
 from audit.models import ActorType, AuditChainHead, AuditEvent
 from cipherguard import context
+
+if TYPE_CHECKING:  # the audit trail sits below the apps that record in it; it only types its actor
+    from accounts.models import User
 
 # Never recorded, whatever a caller passes: secrets and card data do not belong in the trail.
 _REDACTED_KEYS = {"password", "token", "access", "refresh", "card_number", "pan", "cvv", "cvc", "secret"}
@@ -84,7 +86,7 @@ def audit_record(
             object_id = object_id or str(obj.pk)
         if actor is None:
             actor_type = ActorType.SYSTEM
-        elif actor.role == Role.API_CLIENT:
+        elif actor.is_api_client:
             actor_type = ActorType.API_CLIENT
         else:
             actor_type = ActorType.USER

@@ -37,10 +37,10 @@ def main() -> None:
     import numpy as np
     import onnxruntime as ort
 
-    from fraud.feature_store import features_for_stored
+    from fraud.features.store import features_for_stored
     from fraud.models import ModelStatus, ModelVersion, Transaction
-    from fraud.runtime import REASON_MIN_DELTA
-    from fraud.scoring import load_model
+    from fraud.scoring.runtime import load_model
+    from fraud.scoring.scorer import REASON_MIN_DELTA
 
     version = ModelVersion.objects.get(status=ModelStatus.ACTIVE)
     scorer = load_model(version).scorer

@@ -115,7 +115,12 @@ def psql(args: argparse.Namespace, sql: str, database: str = "postgres") -> str:
 def seed_fingerprint() -> str:
     """Changes when the seed would come out different: generator, features, training code."""
     digest = hashlib.sha256(json.dumps(SEED, sort_keys=True).encode())
-    for path in ("fraud/generator.py", "fraud/features.py", "fraud/training.py", "fraud/models.py"):
+    for path in (
+        "fraud/modelops/generator.py",
+        "fraud/features/definitions.py",
+        "fraud/modelops/training.py",
+        "fraud/models.py",
+    ):
         digest.update((ROOT / path).read_bytes())
     for path in sorted((ROOT / "fraud" / "migrations").glob("0*.py")):
         digest.update(path.name.encode())
@@ -282,7 +287,7 @@ def http_load(port: int, token: str, args: argparse.Namespace) -> dict[str, Any]
 # benchmark's transactions hit (so every rule is evaluated on every request).
 POLICY_SETUP = f"""
 from accounts.models import Role, User
-from fraud.services.policy import list_entry_add, rule_activate, rule_save
+from fraud.rules.services import list_entry_add, rule_activate, rule_save
 admin, _ = User.objects.get_or_create(username="bench-admin", defaults={{"role": Role.ADMIN}})
 client = User.objects.get(username={CLIENT!r})
 conditions = ["amount > 90000", "score >= 0.999 and channel == 'atm'", "m_risk_7d > 0.9 and amount > 50000",

@@ -1,4 +1,5 @@
-"""API plumbing shared by every endpoint: one error shape, pagination, role permissions."""
+"""API plumbing shared by every endpoint: one error shape, pagination, role permissions, strict
+input serializers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
@@ -88,13 +89,27 @@ class Pagination(CursorPagination):
 
 def page_of(name: str, item: serializers.Serializer) -> serializers.Serializer:
     """The schema of one ``Pagination`` page of ``item`` (``many=True``)."""
-    from drf_spectacular.utils import inline_serializer
-
     return inline_serializer(
         name,
         {"next": serializers.URLField(allow_null=True), "previous": serializers.URLField(allow_null=True),
          "results": item},
     )  # fmt: skip
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not declare: a typo must not pass silently."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
+        errors = {name: ["Unknown field."] for name in unknown}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            raise serializers.ValidationError({**detail, **errors}) from None
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
 
 
 class IsApiClient(permissions.BasePermission):

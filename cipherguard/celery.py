@@ -30,9 +30,11 @@ from celery.signals import (  # noqa: E402
     worker_init,
     worker_process_shutdown,
 )
+from django.conf import settings  # noqa: E402
 from django.db import InterfaceError, OperationalError  # noqa: E402
+from prometheus_client import CollectorRegistry, multiprocess, start_http_server  # noqa: E402
 
-from cipherguard import context  # noqa: E402
+from cipherguard import context, metrics  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cipherguard.settings")
 logger = logging.getLogger(__name__)
@@ -66,6 +68,13 @@ if str(app.conf.broker_url).startswith("filesystem"):
     _ensure_filesystem_queue()
 
 
+def task(name: str) -> Task:
+    """The task registered under ``name``, for a service that queues work: a task module imports
+    the services it calls, so a service sends its task by name instead of importing it back.
+    Every app's tasks are registered when Django starts (``FraudConfig.ready``)."""
+    return app.tasks[name]
+
+
 # The request's correlation id travels with every task it enqueues, so a batch job's log lines
 # can be tied back to the upload that started it.
 REQUEST_ID_HEADER = "cipherguard_request_id"
@@ -73,8 +82,6 @@ REQUEST_ID_HEADER = "cipherguard_request_id"
 
 @before_task_publish.connect
 def _carry_request_id(sender: str | None = None, headers: dict | None = None, **kwargs: object) -> None:
-    from cipherguard import metrics
-
     rid = context.request_id.get()
     if headers is not None and rid:
         headers.setdefault(REQUEST_ID_HEADER, rid)
@@ -98,8 +105,6 @@ def _task_finished(
     task_id: str | None = None, task: Task | None = None, state: str | None = None, **kwargs: object
 ) -> None:
     """Count the task by its final state (SUCCESS, FAILURE, RETRY) and time it."""
-    from cipherguard import metrics
-
     context.request_id.set("")
     name = task.name if task is not None else "unknown"
     started = _started.pop(task_id or "", None)
@@ -113,14 +118,10 @@ def _serve_worker_metrics(**kwargs: object) -> None:
     """With METRICS_PORT set, the worker's main process serves every pool process's metrics
     (summed from PROMETHEUS_MULTIPROC_DIR, where files of a previous run are removed first: they
     would be counted again; this process's own files, already open, stay)."""
-    from django.conf import settings
-
     port = settings.METRICS_PORT
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not port or not directory:
         return
-    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
-
     for stale in Path(directory).glob("*.db"):
         if not stale.stem.endswith(f"_{os.getpid()}"):
             stale.unlink()
@@ -133,6 +134,4 @@ def _serve_worker_metrics(**kwargs: object) -> None:
 @worker_process_shutdown.connect
 def _pool_process_gone(pid: int | None = None, **kwargs: object) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(pid or os.getpid())

@@ -7,7 +7,7 @@ import logging
 import re
 
 from cipherguard import context
-from fraud.cards import luhn_valid
+from cipherguard.luhn import luhn_valid
 
 # 12–19 digits, optionally grouped by spaces or dashes; redacted only when Luhn-valid, so order
 # numbers and timestamps survive. Not the fraction of a decimal number: a metric logged as

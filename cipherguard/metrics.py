@@ -6,10 +6,10 @@ Two kinds:
   the connection pool. Under gunicorn and the Celery prefork pool every process writes its own
   file in ``PROMETHEUS_MULTIPROC_DIR`` and a scrape sums them (prometheus_client's multiprocess
   mode), so one scrape sees every worker.
-* State metrics (open and overdue cases, the live model's precision and recall, drift, batch-job
-  progress, queue length) are read from the database and the broker at scrape time by
-  ``StateCollector``, cached briefly in the shared cache so several replicas scraped every 15 s
-  do not repeat the same aggregate queries.
+* State metrics are read at scrape time by the collectors each app offers through its
+  ``AppConfig.state_collectors()`` (``cipherguard.hooks``): the fraud app's open and overdue
+  cases, live model precision and recall, drift, batch-job progress and queue length
+  (``fraud.metrics``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
+from django.db import connections
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -32,8 +32,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+
+from cipherguard.hooks import app_hooks
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +134,6 @@ def record_batch_rows(*, scored: int, failed: int) -> None:
 def record_pool_usage(**kwargs: object) -> None:
     """Connected to ``request_finished``: publish this process's pool statistics (a dict copy
     under the pool's lock, microseconds)."""
-    from django.db import connections
-
     for conn in connections.all(initialized_only=True):
         if conn.vendor != "postgresql" or not conn.settings_dict.get("OPTIONS", {}).get("pool"):
             continue
@@ -150,227 +148,13 @@ def record_pool_usage(**kwargs: object) -> None:
         DB_POOL.labels(conn.alias, "max").set(stats.get("pool_max", 0))
 
 
-# --- State read at scrape time ------------------------------------------------------------------
-
-STATE_CACHE_KEY = "metrics:state:v1"
-
-
-def _state() -> dict[str, Any]:
-    """The database-backed figures, as plain data (cached by the caller)."""
-    from django.conf import settings
-    from django.db.models import Count, Min, Q
-    from django.utils import timezone
-
-    from cipherguard.replica import analytics_reads
-    from fraud.models import (
-        BatchJob,
-        BatchStatus,
-        Case,
-        Decision,
-        DriftReport,
-        Label,
-        ModelStatus,
-        ModelVersion,
-        Transaction,
-    )
-
-    now = timezone.now()
-    state: dict[str, Any] = {}
-    with analytics_reads():
-        cases = dict(Case.objects.active().values_list("status").annotate(n=Count("id")).order_by())
-        state["cases"] = cases
-        state["cases_overdue"] = Case.objects.overdue(now).count()
-        oldest = Case.objects.active().aggregate(oldest=Min("opened_at"))["oldest"]
-        state["case_oldest_age"] = (now - oldest).total_seconds() if oldest else 0.0
-
-        active = ModelVersion.objects.filter(status=ModelStatus.ACTIVE).values("id", "version").first()
-        state["model"] = active["version"] if active else None
-        shadow = ModelVersion.objects.filter(shadow=True).values_list("version", flat=True).first()
-        state["shadow_model"] = shadow
-        if active:
-            # Precision and recall of the live model's flags (review or decline) over the last 30
-            # days of transactions whose label is known.
-            window = Transaction.objects.filter(
-                model_version_id=active["id"], scored_at__gte=now - timedelta(days=30), label__in=Label.values
-            )
-            flagged = ~Q(decision=Decision.APPROVE)
-            fraud = Q(label=Label.FRAUD)
-            c = window.aggregate(
-                labelled=Count("id"),
-                tp=Count("id", filter=flagged & fraud),
-                fp=Count("id", filter=flagged & ~fraud),
-                fn=Count("id", filter=~flagged & fraud),
-            )
-            state["labelled"] = c["labelled"]
-            state["precision"] = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else None
-            state["recall"] = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else None
-            drift = (
-                DriftReport.objects.filter(model_version_id=active["id"])
-                .values("day", "score_psi", "feature_psi")
-                .first()
-            )
-            state["drift"] = drift and {
-                "day": drift["day"].isoformat(),
-                "score_psi": drift["score_psi"],
-                "feature_psi": drift["feature_psi"] or {},
-            }
-        jobs = dict(
-            BatchJob.objects.filter(status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
-            .values_list("status")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        state["batch_jobs"] = jobs
-        state["batch_running"] = [
-            {"id": j["id"], "total": j["total"], "done": j["scored"] + j["failed"]}
-            for j in BatchJob.objects.filter(status=BatchStatus.RUNNING)
-            .order_by("id")
-            .values("id", "total", "scored", "failed")[:50]
-        ]
-        oldest_queued = BatchJob.objects.filter(status=BatchStatus.QUEUED).aggregate(t=Min("created_at"))["t"]
-        state["batch_oldest_queued_age"] = (now - oldest_queued).total_seconds() if oldest_queued else 0.0
-    state["queue_length"] = _queue_length(settings.CELERY_TASK_DEFAULT_QUEUE)
-    return state
-
-
-def _queue_length(queue: str) -> int | None:
-    """Messages waiting in the Celery queue (a passive declare: works on Redis and RabbitMQ);
-    None when the broker cannot tell (the embedded folder queue) or does not answer."""
-    from cipherguard.celery import app
-
-    if str(app.conf.broker_url).startswith(("filesystem", "memory")):
-        return None
-    try:
-        with app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=1)
-            _, count, _ = conn.default_channel.queue_declare(queue=queue, passive=True)
-            return int(count)
-    except Exception as exc:  # a broker outage must not break the scrape; the gauge goes missing
-        logger.warning("metrics: queue length unavailable: %s", type(exc).__name__)
-        return None
-
-
-class StateCollector(Collector):
-    def __init__(self, ttl_seconds: float = 15.0) -> None:
-        self.ttl = ttl_seconds
-
-    def _cached_state(self) -> dict[str, Any] | None:
-        from django.core.cache import cache
-
-        try:
-            state = cache.get(STATE_CACHE_KEY)
-        except Exception:  # the cache is down: compute without it
-            state = None
-        if state is None:
-            try:
-                state = _state()
-            except Exception as exc:  # the database is down: the HTTP metrics must still be served
-                logger.warning("metrics: state unavailable: %s", type(exc).__name__)
-                return None
-            try:
-                cache.set(STATE_CACHE_KEY, state, timeout=self.ttl)
-            except Exception as exc:  # served uncached; the next scrape tries again
-                logger.warning("metrics: state not cached: %s", type(exc).__name__)
-        return state
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from fraud.models import CaseStatus
-
-        state = self._cached_state()
-        up = GaugeMetricFamily("cipherguard_state_up", "1 when the database-backed metrics could be read.")
-        up.add_metric([], 1 if state is not None else 0)
-        yield up
-        if state is None:
-            return
-        cases = GaugeMetricFamily("cipherguard_cases", "Active cases by status.", labels=["status"])
-        for status in CaseStatus.values:
-            if status != CaseStatus.CLOSED:
-                cases.add_metric([status], state["cases"].get(status, 0))
-        yield cases
-        yield GaugeMetricFamily(
-            "cipherguard_cases_overdue", "Active cases past their due time (SLA).", value=state["cases_overdue"]
-        )
-        yield GaugeMetricFamily(
-            "cipherguard_case_oldest_open_age_seconds",
-            "Age of the oldest active case.",
-            value=state["case_oldest_age"],
-        )
-        info = GaugeMetricFamily(
-            "cipherguard_model_info",
-            "The model versions in service (role=active or shadow).",
-            labels=["version", "role"],
-        )
-        if state["model"]:
-            info.add_metric([state["model"], "active"], 1)
-        if state["shadow_model"]:
-            info.add_metric([state["shadow_model"], "shadow"], 1)
-        yield info
-        yield GaugeMetricFamily(
-            "cipherguard_model_active",
-            "1 when a model is active (nothing can be scored otherwise).",
-            value=1 if state["model"] else 0,
-        )
-        if state["model"]:
-            yield GaugeMetricFamily(
-                "cipherguard_model_labelled_transactions",
-                "Transactions of the last 30 days scored by the active model whose label is known.",
-                value=state["labelled"],
-            )
-            for name, key in (("precision", "precision"), ("recall", "recall")):
-                if state[key] is not None:
-                    yield GaugeMetricFamily(
-                        f"cipherguard_model_{name}",
-                        f"The active model's {name} over the last 30 days of labelled transactions "
-                        "(flagged = review or decline, positive = confirmed fraud).",
-                        value=state[key],
-                    )
-            drift = state.get("drift")
-            if drift:
-                yield GaugeMetricFamily(
-                    "cipherguard_drift_score_psi",
-                    "Population stability index of the score on the latest drift report's day.",
-                    value=drift["score_psi"],
-                )
-                feature = GaugeMetricFamily(
-                    "cipherguard_drift_feature_psi",
-                    "PSI of each feature on the latest report's day.",
-                    labels=["feature"],
-                )
-                for name, psi in sorted(drift["feature_psi"].items()):
-                    feature.add_metric([name], float(psi))
-                yield feature
-        jobs = GaugeMetricFamily("cipherguard_batch_jobs", "Batch jobs waiting or running.", labels=["status"])
-        for status in ("queued", "running"):
-            jobs.add_metric([status], state["batch_jobs"].get(status, 0))
-        yield jobs
-        progress = GaugeMetricFamily(
-            "cipherguard_batch_job_progress_ratio", "Share of a running batch job's rows done.", labels=["job"]
-        )
-        for job in state["batch_running"]:
-            progress.add_metric([str(job["id"])], job["done"] / job["total"] if job["total"] else 0.0)
-        yield progress
-        yield GaugeMetricFamily(
-            "cipherguard_batch_oldest_queued_age_seconds",
-            "How long the oldest queued batch job has waited for a worker.",
-            value=state["batch_oldest_queued_age"],
-        )
-        if state["queue_length"] is not None:
-            queue = GaugeMetricFamily(
-                "cipherguard_celery_queue_length", "Messages waiting in the Celery queue.", labels=["queue"]
-            )
-            from django.conf import settings
-
-            queue.add_metric([settings.CELERY_TASK_DEFAULT_QUEUE], state["queue_length"])
-            yield queue
-
-
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 def exposition(*, include_state: bool = True) -> bytes:
     """The text exposition of every process's event metrics (summed in multiprocess mode), plus
-    the state read now."""
+    the state the apps' collectors read now."""
     if multiprocess_dir():
         events = CollectorRegistry()
         multiprocess.MultiProcessCollector(events)
@@ -379,6 +163,8 @@ def exposition(*, include_state: bool = True) -> bytes:
     output = generate_latest(events)
     if include_state:
         state = CollectorRegistry()
-        state.register(StateCollector())
+        for offer in app_hooks("state_collectors"):
+            for collector in offer():
+                state.register(collector)
         output += generate_latest(state)
     return output

@@ -6,8 +6,9 @@ store (Redis) is unreachable:
 - fail open (scoring and the rest of the API): a payment must still be scored; the outage is
   logged, and authentication, lockout and per-request limits still apply.
 
-Over a limit: 429 with ``Retry-After`` (seconds left in the window), and one audit event per
-client and window (not one per refused request, which would let a flood fill the trail)."""
+Over a limit: 429 with ``Retry-After`` (seconds left in the window), and ``rate_limit_exceeded``
+sent once per client and window (not once per refused request, which would let a flood fill the
+audit trail, where the accounts app records it)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.dispatch import Signal
 from django_ratelimit import ALL
 from django_ratelimit.core import (  # the window and key helpers: django-ratelimit==4.1.0 is pinned
     _SIMPLE_KEYS,
@@ -32,6 +34,10 @@ from django_redis.cache import RedisCache
 from rest_framework import exceptions
 
 logger = logging.getLogger(__name__)
+
+# The first refused request of a client (or address) in a window: ``request``, ``limit`` (the
+# group), ``allowed`` (requests per window). Receivers run in the request, before the 429.
+rate_limit_exceeded = Signal()
 
 
 class RateLimiterUnavailable(exceptions.APIException):
@@ -126,21 +132,8 @@ def enforce(request: Any, limits: tuple[Limit, ...], *, fail_closed: bool) -> No
             continue
         if usage["should_limit"]:
             if usage["count"] == usage["limit"] + 1:  # the first refusal in this window
-                _audit(request, limit, usage)
+                rate_limit_exceeded.send(sender=Limit, request=request, limit=limit.group, allowed=usage["limit"])
             raise exceptions.Throttled(wait=max(1, usage["time_left"]))
-
-
-def _audit(request: Any, limit: Limit, usage: dict[str, Any]) -> None:
-    from audit.services import audit_record
-
-    user = request.user if getattr(request.user, "is_authenticated", False) else None
-    audit_record(
-        event_type="rate_limit.exceeded",
-        actor=user,
-        actor_label=None if user else (request.META.get("REMOTE_ADDR") or "anonymous"),
-        success=False,
-        after={"limit": limit.group, "allowed": usage["limit"], "path": request.path},
-    )
 
 
 class ApiThrottle:

@@ -88,6 +88,8 @@ health = _Health()
 
 
 def _probe() -> tuple[bool, str]:
+    # Here, not at the top: only a configured replica is ever probed, and a SQLite deployment
+    # never needs libpq loaded.
     import psycopg
 
     params = connections.settings[REPLICA]

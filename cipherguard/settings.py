@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from cipherguard.env import (
@@ -272,8 +273,6 @@ if RETRAIN_SCHEDULE not in {*_RETRAIN_CRON, "off"}:
 
 
 def _beat_schedule() -> dict[str, dict[str, object]]:
-    from celery.schedules import crontab
-
     schedule: dict[str, dict[str, object]] = {
         # Every minute: re-queue batch jobs whose worker died (no progress for BATCH_STALL_SECONDS).
         "resume-stalled-batch-jobs": {"task": "fraud.tasks.batch_jobs_resume_stalled", "schedule": 60.0},

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from cipherguard import metrics as metrics_
 from cipherguard.api import PROBLEM_CONTENT_TYPE, problem
-from fraud.scoring import NoActiveModelError, runtime
+from cipherguard.hooks import app_hooks
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: database, cache and an active model are all usable; 503 otherwise."""
+    """Readiness: database, cache and what the apps check (an active model) are all usable; 503
+    otherwise."""
     checks: dict[str, str] = {}
     try:
         with connection.cursor() as cursor:
@@ -52,17 +53,16 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:
         logger.warning("readiness: cache unavailable: %s", type(exc).__name__)
         checks["cache"] = "unavailable"
-    if checks["database"] == "ok":
-        try:
-            model, _ = runtime.current()
-            checks["model"] = model.version
-        except NoActiveModelError:
-            checks["model"] = "unavailable"
-        except Exception as exc:
-            logger.warning("readiness: model unavailable: %s", type(exc).__name__)
-            checks["model"] = "unavailable"
-    else:
-        checks["model"] = "unknown"
+    for offer in app_hooks("readiness_checks"):
+        for name, check in offer().items():
+            if checks["database"] != "ok":
+                checks[name] = "unknown"  # every app check reads the database
+                continue
+            try:
+                checks[name] = check()
+            except Exception as exc:
+                logger.warning("readiness: %s unavailable: %s", name, type(exc).__name__)
+                checks[name] = "unavailable"
     ready = all(v != "unavailable" and v != "unknown" for v in checks.values())
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
 

@@ -17,9 +17,9 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import Role
-from fraud.generator import generate
-from fraud.scoring import runtime
-from fraud.services import model_version_activate
+from fraud.modelops.generator import generate
+from fraud.modelops.services.lifecycle import model_version_activate
+from fraud.scoring.runtime import runtime
 from tests.factories import PASSWORD, ModelVersionFactory, UserFactory
 from tests.helpers import TrainedArtifact, train_small_model
 
@@ -104,8 +104,8 @@ def trained_artifact(small_history) -> TrainedArtifact:
 @pytest.fixture(scope="session")
 def scorer(trained_artifact: TrainedArtifact):
     """The small trained model as the runtime loads it (stateless, so shared by the session)."""
-    from fraud import features as fx
-    from fraud.runtime import OnnxScorer
+    from fraud.features import definitions as fx
+    from fraud.scoring.scorer import OnnxScorer
 
     return OnnxScorer(
         trained_artifact.artifact,

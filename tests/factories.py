@@ -8,7 +8,7 @@ from decimal import Decimal
 import factory
 
 from accounts.models import Role, User
-from fraud import features as fx
+from fraud.features import definitions as fx
 from fraud.models import Case, ModelVersion, Transaction
 
 PASSWORD = "correct-horse-battery-staple"

@@ -7,14 +7,14 @@ from datetime import datetime
 
 import numpy as np
 
-from fraud import features as fx
-from fraud.feature_store import frame_from_generated
-from fraud.generator import Generated
+from fraud.features import definitions as fx
+from fraud.modelops.datasets import frame_from_generated
+from fraud.modelops.generator import Generated
 
 
 def online_features(tx, *, label_delay_days: int = 7) -> np.ndarray:
     """The feature row ``[1, n]`` the scoring path computes for a stored transaction."""
-    from fraud.feature_store import PendingTransaction, features_online
+    from fraud.features.store import PendingTransaction, features_online
 
     pending = PendingTransaction(
         owner_id=tx.owner_id,
@@ -40,7 +40,7 @@ class TrainedArtifact:
 
 
 def train_small_model(g: Generated, *, label_delay_days: int = 7, split: datetime) -> TrainedArtifact:
-    from fraud import training
+    from fraud.modelops import training
 
     frame = frame_from_generated(g)
     x = fx.features_offline(frame, frame, label_delay_days=label_delay_days)

@@ -3,9 +3,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
-from accounts.models import User
+from accounts.models import Role, User
+from accounts.services import auth_attempt_record
+from fraud.cases.selectors import QUEUE_SORTS, QueueFilters, console_analysts, user_can_use_console
 from fraud.models import CaseOutcome, CaseStatus
-from fraud.selectors import QUEUE_SORTS, QueueFilters, console_analysts
 
 SORT_CHOICES = [
     ("-priority", "Priority"),
@@ -108,9 +109,6 @@ class ConsoleLoginForm(AuthenticationForm):
 
     def confirm_login_allowed(self, user: User) -> None:
         super().confirm_login_allowed(user)
-        from accounts.services import auth_attempt_record
-        from fraud.selectors import user_can_use_console
-
         if not user_can_use_console(user):
             auth_attempt_record(user=user, username=user.get_username(), success=False, channel="login")
             raise forms.ValidationError("This account cannot use the console.", code="no_console")
@@ -122,6 +120,4 @@ class BatchUploadForm(forms.Form):
 
     def __init__(self, *args: object, **kwargs: object):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        from accounts.models import Role
-
         self.fields["client"].queryset = User.objects.filter(role=Role.API_CLIENT, is_active=True).order_by("username")  # type: ignore[attr-defined]

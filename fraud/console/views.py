@@ -23,6 +23,28 @@ from rest_framework.exceptions import Throttled
 
 from cipherguard.ratelimit import Limit, RateLimiterUnavailable, enforce, ip_per_minute
 from cipherguard.replica import replica_reads
+from fraud.backtests.services import backtest_create
+from fraud.batches.services import BatchInputError, batch_create_from_csv, batch_result_lines
+from fraud.cases.selectors import (
+    QueueFilters,
+    case_get_for_user,
+    case_history,
+    case_queue,
+    console_analysts,
+    customer_timeline,
+    merchant_activity,
+    user_can_use_console,
+)
+from fraud.cases.services import (
+    CaseActionError,
+    case_add_note,
+    case_assign,
+    case_close,
+    case_escalate,
+    case_take_next,
+    cases_bulk_assign,
+    cases_bulk_close,
+)
 from fraud.console import charts
 from fraud.console.forms import (
     AssignForm,
@@ -34,6 +56,7 @@ from fraud.console.forms import (
     NoteForm,
     QueueFilterForm,
 )
+from fraud.console.selectors import dashboard_stats
 from fraud.models import (
     Backtest,
     BacktestStatus,
@@ -45,27 +68,7 @@ from fraud.models import (
     Rule,
     RuleStatus,
 )
-from fraud.selectors import (
-    QueueFilters,
-    case_get_for_user,
-    case_history,
-    case_queue,
-    console_analysts,
-    customer_timeline,
-    dashboard_stats,
-    merchant_activity,
-    user_can_use_console,
-)
-from fraud.services import (
-    case_add_note,
-    case_assign,
-    case_close,
-    case_escalate,
-    case_take_next,
-    cases_bulk_assign,
-    cases_bulk_close,
-)
-from fraud.services.cases import CaseActionError
+from fraud.rules.services import PolicyError
 
 View = Callable[..., HttpResponse]
 LOGIN_LIMITS = (Limit("login-ip", "ip", ip_per_minute),)
@@ -303,8 +306,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @analyst_required
 def batches(request: HttpRequest) -> HttpResponse:
     """Upload a CSV to score in the background for one API client, and see recent jobs."""
-    from fraud.services import BatchInputError, batch_create_from_csv
-
     if request.method == "POST":
         form = BatchUploadForm(request.POST, request.FILES)
         if form.is_valid():
@@ -339,8 +340,6 @@ def batch_detail(request: HttpRequest, job_id: int) -> HttpResponse:
 @require_GET
 @analyst_required
 def batch_results(request: HttpRequest, job_id: int) -> StreamingHttpResponse:
-    from fraud.services import batch_result_lines
-
     job = get_object_or_404(BatchJob, pk=job_id)
     response = StreamingHttpResponse(batch_result_lines(job), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}-results.csv"'
@@ -391,9 +390,6 @@ class BacktestForm(forms.Form):
 @analyst_required
 def backtests(request: HttpRequest) -> HttpResponse:
     """Run a rule version or new thresholds over history before they go live, and see past runs."""
-    from fraud.services.backtests import backtest_create
-    from fraud.services.policy import PolicyError
-
     today = timezone.now().date()
     if request.method == "POST":
         form = BacktestForm(request.POST)

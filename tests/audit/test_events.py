@@ -8,8 +8,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import ActorType, AuditEvent
+from fraud.modelops.services.lifecycle import model_version_activate
 from fraud.models import ModelStatus
-from fraud.services import model_version_activate, thresholds_update
+from fraud.rules.services import thresholds_update
 from tests.factories import PASSWORD, ModelVersionFactory, UserFactory
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fraud.models import DecisionThresholds, ModelStatus
-from fraud.scoring import thresholds_row
+from fraud.rules.selectors import thresholds_row
 from tests.factories import PASSWORD, ModelVersionFactory
 
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from audit.models import AuditEvent
+from fraud.backtests.services import backtest_create, backtest_run
 from fraud.models import BacktestStatus
-from fraud.services.backtests import backtest_create, backtest_run
-from fraud.services.policy import PolicyError, rule_save
+from fraud.rules.services import PolicyError, rule_save
 from tests.factories import TransactionFactory
 
 DAY1 = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -100,8 +100,8 @@ def test_an_analyst_runs_a_backtest_from_the_console_and_sees_the_chart(client, 
 def test_the_customers_countries_in_a_backtest_exclude_payments_at_the_same_instant():
     import numpy as np
 
-    from fraud import features as fx
-    from fraud.services.backtests import _countries_before
+    from fraud.backtests.services import _countries_before
+    from fraud.features import definitions as fx
 
     t = fx.to_epoch_us(DAY1)
     frame = fx.Frame(

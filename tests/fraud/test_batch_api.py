@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fraud import features as fx
+from fraud.features import definitions as fx
 from fraud.models import Transaction
 from tests.fraud.test_scoring_api import URL, body
 from tests.helpers import online_features
@@ -64,7 +64,7 @@ def test_items_of_one_customer_in_a_batch_see_the_earlier_ones(alice_api, alice,
 def test_batch_scoring_gives_the_same_scores_as_one_by_one_scoring(alice_api, bob_api, alice, bob, active_model):
     from datetime import UTC, datetime, timedelta
 
-    from fraud.services import history_generate
+    from fraud.modelops.services.history import history_generate
 
     start = datetime(2026, 3, 1, tzinfo=UTC)
     for owner in (alice, bob):  # identical histories for two clients

@@ -10,8 +10,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from fraud.batches.services import batch_jobs_resume_stalled, batch_process_next_chunk
 from fraud.models import BatchItem, BatchJob, BatchStatus, Transaction
-from fraud.services import batch_jobs_resume_stalled, batch_process_next_chunk
 from tests.fraud.test_scoring_api import URL, WHEN
 
 BATCHES = "/api/v1/batches/"
@@ -147,7 +147,7 @@ def test_a_chunk_that_crashes_midway_is_redone_without_duplicates(
     job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(10))}, format="multipart").json()["id"]
     assert batch_process_next_chunk(job_id=job_id)  # chunk 0 done
 
-    import fraud.services.batches as batches
+    import fraud.batches.services as batches
 
     real = batches.transactions_score_many
 
@@ -174,7 +174,7 @@ def test_stalled_jobs_are_queued_again(alice_api, active_model, small_chunks, mo
     job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(10))}, format="multipart").json()["id"]
     batch_process_next_chunk(job_id=job_id)
     queued: list[int] = []
-    monkeypatch.setattr("fraud.services.batches._enqueue", queued.append)
+    monkeypatch.setattr("fraud.batches.services._enqueue", queued.append)
     assert batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5)) == [] and queued == []
     BatchJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
     assert batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5)) == [job_id] and queued == [job_id]
@@ -189,7 +189,7 @@ def test_a_cancelled_job_stops(alice_api, active_model, small_chunks):
 
 
 def test_a_job_without_an_active_model_fails_with_a_reason(alice_api, alice):
-    from fraud.services import batch_create_from_items
+    from fraud.batches.services import batch_create_from_items
 
     job = batch_create_from_items(owner=alice, items=[{"transaction_id": "z"}])
     assert not batch_process_next_chunk(job_id=job.pk)
@@ -199,7 +199,7 @@ def test_a_job_without_an_active_model_fails_with_a_reason(alice_api, alice):
 
 def test_enqueueing_waits_for_the_commit(alice_api, active_model, django_capture_on_commit_callbacks, monkeypatch):
     sent: list[int] = []
-    monkeypatch.setattr("fraud.tasks.batch_job_process.delay", sent.append)
+    monkeypatch.setattr("fraud.batches.tasks.batch_job_process.delay", sent.append)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(3))}, format="multipart").json()["id"]
         assert sent == []  # nothing is sent while the job's rows are uncommitted

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, transaction
 
-from fraud.bulk import copy_insert
+from cipherguard.bulk import copy_insert
 from fraud.models import Transaction
 from tests.factories import TransactionFactory
 

@@ -8,18 +8,19 @@ import pytest
 from django.db import connection
 
 from audit.models import AuditEvent
-from fraud.models import Case, CaseOutcome, CaseStatus, Label, LabelSource
-from fraud.services import (
+from fraud.cases.services import (
+    CaseActionError,
     case_add_note,
     case_assign,
     case_close,
     case_escalate,
+    case_priority,
     case_take_next,
     cases_bulk_assign,
     cases_bulk_close,
-    thresholds_update,
 )
-from fraud.services.cases import CaseActionError, case_priority
+from fraud.models import Case, CaseOutcome, CaseStatus, Label, LabelSource
+from fraud.rules.services import thresholds_update
 from tests.factories import CaseFactory, UserFactory
 from tests.fraud.test_scoring_api import URL, body
 

@@ -40,7 +40,7 @@ CASES = [
 
 @pytest.mark.parametrize(("method", "url", "role", "expected"), CASES, ids=[f"{m} {u} as {r}" for m, u, r, _ in CASES])
 def test_role_access(db, method, url, role, expected, alice, carol, dave):
-    from fraud.services import batch_create_from_items
+    from fraud.batches.services import batch_create_from_items
 
     case = CaseFactory()
     batch = batch_create_from_items(owner=alice, items=[{"transaction_id": "x"}])

@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
+from fraud.cases.services import case_add_note, case_close
 from fraud.models import CaseStatus
-from fraud.services import case_add_note, case_close
 from tests.factories import PASSWORD, CaseFactory, TransactionFactory
 
 XSS = "<script>alert('x')</script>"
@@ -195,8 +195,8 @@ def test_the_dashboard_draws_charts_from_our_own_markup(console, carol):
 def test_an_analyst_uploads_a_batch_watches_it_and_downloads_the_results(console, alice, active_model, settings):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
+    from fraud.batches.services import batch_process_next_chunk
     from fraud.models import BatchJob
-    from fraud.services import batch_process_next_chunk
     from tests.fraud.test_batch_jobs import HEADER, good_rows
 
     settings.BATCH_CHUNK_SIZE = 3

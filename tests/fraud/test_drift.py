@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from fraud import features as fx
-from fraud.drift import psi, reference_bins, shares
+from fraud.features import definitions as fx
+from fraud.modelops.psi import psi, reference_bins, shares
+from fraud.modelops.services.history import history_generate, history_replay
+from fraud.modelops.services.lifecycle import model_train
 from fraud.models import DriftReport
-from fraud.services import history_generate, history_replay, model_train
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

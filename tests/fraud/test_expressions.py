@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud.expressions import BOOL, MAX_DEPTH, MAX_LENGTH, NUMBER, STRING, STRINGS, ExpressionError, compile_expression
+from fraud.rules.expressions import (
+    BOOL,
+    MAX_DEPTH,
+    MAX_LENGTH,
+    NUMBER,
+    STRING,
+    STRINGS,
+    ExpressionError,
+    compile_expression,
+)
 
 FIELDS = {
     "amount": NUMBER,

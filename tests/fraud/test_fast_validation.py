@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraud.validation import TransactionInputSerializer, _fast, validate_transaction
+from fraud.transactions.validation import TransactionInputSerializer, _fast, validate_transaction
 from tests.fraud.test_scoring_api import body
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -160,7 +160,7 @@ def import_rows(draw):
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(import_rows())
 def test_the_import_fast_path_never_accepts_more_or_returns_anything_else(raw):
-    from fraud.services.imports import ImportRowSerializer, _fast_row
+    from fraud.modelops.services.history import ImportRowSerializer, _fast_row
 
     fast = _fast_row(raw)
     if fast is not None:
@@ -170,7 +170,7 @@ def test_the_import_fast_path_never_accepts_more_or_returns_anything_else(raw):
 
 
 def test_the_import_fast_path_takes_the_common_rows():
-    from fraud.services.imports import _fast_row
+    from fraud.modelops.services.history import _fast_row
 
     assert _fast_row(IMPORT_GOOD) is not None
     assert _fast_row({**IMPORT_GOOD, "label": "1", "label_time": "2026-03-05T00:00:00Z", "country": "FR"}) is not None

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraud import features as fx
-from fraud.feature_store import load_history
+from fraud.features import definitions as fx
+from fraud.features.store import load_history
+from fraud.modelops.services.history import history_generate
 from fraud.models import Transaction
-from fraud.services import history_generate
 from tests.factories import TransactionFactory
 from tests.helpers import online_features
 

@@ -11,10 +11,11 @@ import pytest
 from django.core.management import call_command
 
 from audit.models import AuditEvent
-from fraud import features as fx
-from fraud.evaluation import card_precision_at_k, not_known_compromised
+from fraud.features import definitions as fx
+from fraud.modelops.protocol import card_precision_at_k, not_known_compromised
+from fraud.modelops.services.history import history_generate
+from fraud.modelops.services.lifecycle import model_retrain, model_version_activate, model_version_set_shadow
 from fraud.models import ModelStatus, ModelVersion, Transaction
-from fraud.services import history_generate, model_retrain, model_version_activate, model_version_set_shadow
 from tests.factories import ModelVersionFactory
 from tests.fraud.test_scoring_api import URL, body
 
@@ -55,8 +56,8 @@ def test_retraining_records_a_candidate_with_metrics_for_both_models(history, ac
 def weak_live_model(db, small_history):
     """A live model that learned nothing: trained on the right features with shuffled labels."""
 
-    from fraud import training
-    from fraud.feature_store import frame_from_generated
+    from fraud.modelops import training
+    from fraud.modelops.datasets import frame_from_generated
 
     frame = frame_from_generated(small_history)
     x = fx.features_offline(frame, frame, label_delay_days=7)

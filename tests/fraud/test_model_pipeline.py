@@ -13,13 +13,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError
 
-from fraud import features as fx
-from fraud.generator import SCENARIOS, generate
+from fraud.features import definitions as fx
+from fraud.modelops.generator import SCENARIOS, generate
+from fraud.modelops.services.lifecycle import model_version_activate, training_windows
+from fraud.modelops.training import ONNX_TOLERANCE
 from fraud.models import ModelStatus, ModelVersion, Transaction
-from fraud.runtime import ArtifactIntegrityError, OnnxScorer, calibrate
-from fraud.scoring import runtime
-from fraud.services import model_version_activate, training_windows
-from fraud.training import ONNX_TOLERANCE
+from fraud.scoring.runtime import runtime
+from fraud.scoring.scorer import ArtifactIntegrityError, OnnxScorer, calibrate
 from tests.factories import ModelVersionFactory
 
 
@@ -50,7 +50,7 @@ def test_onnx_and_scikit_learn_probabilities_agree_on_the_validation_set(trained
 
 
 def test_scores_with_reasons_match_plain_scores_and_each_group_neutralised(trained_artifact, scorer):
-    from fraud.runtime import REASON_MIN_DELTA
+    from fraud.scoring.scorer import REASON_MIN_DELTA
 
     x = trained_artifact.x_validation[:200]
     scores, deltas = scorer.score_with_reasons(x)

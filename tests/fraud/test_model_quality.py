@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fraud import training
-from fraud.feature_store import frame_from_generated
-from fraud.services.evaluation import Protocol, evaluate_frame
-from fraud.simulator import simulate
+from fraud.modelops import training
+from fraud.modelops.datasets import frame_from_generated
+from fraud.modelops.services.evaluation import Protocol, evaluate_frame
+from fraud.modelops.simulator import simulate
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 PROTOCOL = Protocol(train_start=START + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
@@ -29,7 +29,7 @@ def frame(generated):
 def test_each_fraud_scenario_is_scored_against_the_legitimate_rows(generated, frame):
     import numpy as np
 
-    from fraud.simulator import SCENARIOS
+    from fraud.modelops.simulator import SCENARIOS
 
     result = evaluate_frame(frame, PROTOCOL, scenario=np.array(generated.scenario, dtype=object).astype(str))
     by = result["by_scenario"]
@@ -67,7 +67,7 @@ def test_unknown_candidates_are_refused():
 def test_calibration_metrics_tell_probabilities_from_ranks():
     import numpy as np
 
-    from fraud.evaluation import calibration_metrics
+    from fraud.modelops.protocol import calibration_metrics
 
     rng = np.random.default_rng(0)
     p = rng.uniform(0, 0.2, 20_000)
@@ -88,7 +88,7 @@ def test_the_benchmark_file_goes_through_import_and_evaluate_model_as_it_does_of
 
     from django.core.management import call_command
 
-    from fraud import features as fx
+    from fraud.features import definitions as fx
     from fraud.models import Transaction
 
     path = tmp_path / "benchmark.csv"
@@ -130,8 +130,8 @@ def test_the_benchmark_file_goes_through_import_and_evaluate_model_as_it_does_of
 def test_platt_calibration_undoes_a_known_distortion_and_keeps_the_ranking():
     import numpy as np
 
-    from fraud.evaluation import calibration_metrics
-    from fraud.runtime import calibrate
+    from fraud.modelops.protocol import calibration_metrics
+    from fraud.scoring.scorer import calibrate
 
     rng = np.random.default_rng(1)
     truth = rng.beta(0.3, 30, 50_000)  # mostly tiny fraud probabilities, a tail of risky rows
@@ -151,7 +151,7 @@ def test_platt_calibration_undoes_a_known_distortion_and_keeps_the_ranking():
 def test_too_few_frauds_leave_the_scores_uncalibrated():
     import numpy as np
 
-    from fraud.runtime import calibrate
+    from fraud.scoring.scorer import calibrate
 
     scores = np.linspace(0.01, 0.9, 1000)
     y = np.zeros(1000, dtype=int)

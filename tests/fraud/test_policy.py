@@ -11,9 +11,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from fraud.models import ListEntry, Rule, RuleStatus, Transaction
-from fraud.policy import Policy, compile_rule
-from fraud.scoring import runtime
-from fraud.services.policy import (
+from fraud.rules.policy import Policy, compile_rule
+from fraud.rules.services import (
     PolicyError,
     list_entry_add,
     list_entry_remove,
@@ -22,6 +21,7 @@ from fraud.services.policy import (
     rule_disable,
     rule_save,
 )
+from fraud.scoring.runtime import runtime
 from tests.fraud.test_scoring_api import URL, body
 
 CARD = "4111111111111111"
@@ -87,7 +87,7 @@ def test_the_highest_priority_rule_decides_and_at_equal_priority_the_most_severe
         live_rule(dave, name="high", condition="amount > 1", action="approve", priority=5),
         live_rule(dave, name="high too", condition="amount > 1", action="review", priority=5),
     ]
-    from fraud.policy import LiveRule
+    from fraud.rules.policy import LiveRule
 
     policy = Policy(rules=[LiveRule(r.pk, r.name, r.version, r.action, r.priority, r.shadow, compile_rule(r.condition))
                            for r in rules])  # fmt: skip
@@ -268,8 +268,8 @@ def test_a_client_imports_a_csv_of_its_own_entries(alice_api, alice):
 def test_the_issues_examples_are_rules_and_read_what_scoring_provides():
     import numpy as np
 
-    from fraud import features as fx
-    from fraud.policy import rule_context
+    from fraud.features import definitions as fx
+    from fraud.rules.policy import rule_context
 
     features = np.zeros(len(fx.FEATURE_NAMES))
     features[fx.FEATURE_INDEX["m_risk_7d"]] = 0.08
@@ -385,6 +385,6 @@ def test_a_list_load_failure_keeps_the_previous_policy(alice_api, alice, dave, a
     def broken(cache):
         raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr("fraud.scoring.load_policy", broken)
+    monkeypatch.setattr("fraud.scoring.runtime.load_policy", broken)
     runtime.invalidate()
     assert score(alice_api, transaction_id="2")["decided_by"] == "list"

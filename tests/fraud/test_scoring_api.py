@@ -8,10 +8,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from fraud import features as fx
+from fraud.features import definitions as fx
+from fraud.modelops.services.history import history_generate
 from fraud.models import Decision, Transaction
-from fraud.scoring import runtime
-from fraud.services import history_generate, thresholds_update
+from fraud.rules.services import thresholds_update
+from fraud.scoring.runtime import runtime
 from tests.conftest import jwt_client
 from tests.factories import TransactionFactory
 from tests.helpers import online_features
@@ -197,9 +198,9 @@ def test_a_model_of_the_previous_feature_set_keeps_serving_on_its_own_columns(al
     of today's) scores on exactly its columns, with reasons, until a retrained model replaces it."""
     import numpy as np
 
-    from fraud import training
-    from fraud.feature_store import frame_from_generated
-    from fraud.services import model_version_activate
+    from fraud.modelops import training
+    from fraud.modelops.datasets import frame_from_generated
+    from fraud.modelops.services.lifecycle import model_version_activate
     from tests.factories import ModelVersionFactory
 
     frame = frame_from_generated(small_history)

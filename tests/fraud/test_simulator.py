@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from fraud.features import DAY
-from fraud.simulator import SCENARIOS, simulate
+from fraud.features.definitions import DAY
+from fraud.modelops.simulator import SCENARIOS, simulate
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -20,9 +20,8 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from audit.models import AuditEvent
-from cipherguard import backup as backup_service
-from cipherguard.backup_archive import (
+from audit import backup as backup_service
+from audit.backup_archive import (
     MAGIC,
     BackupFileError,
     DecryptingReader,
@@ -31,8 +30,11 @@ from cipherguard.backup_archive import (
     file_sha256,
     write_archive,
 )
+from audit.models import AuditEvent
+from fraud.cases.services import case_add_note, case_assign, case_close
+from fraud.modelops.services.lifecycle import model_version_activate
 from fraud.models import CaseOutcome
-from fraud.services import case_add_note, case_assign, case_close, model_version_activate, thresholds_update
+from fraud.rules.services import thresholds_update
 from tests.factories import CaseFactory, ModelVersionFactory, TransactionFactory
 from tests.test_settings import STRONG, load
 

@@ -147,7 +147,7 @@ def test_state_is_cached_briefly_between_scrapes(db, alice, active_model, django
 def test_a_database_outage_still_serves_the_process_metrics(db, monkeypatch):
     from django.db import OperationalError
 
-    from cipherguard import metrics
+    from fraud import metrics
 
     def down():
         raise OperationalError("connection refused")

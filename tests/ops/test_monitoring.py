@@ -73,7 +73,7 @@ def exported(alice_api) -> set[str]:
 
 
 def test_every_metric_in_rules_and_dashboards_exists(alice_api, alice, active_model, monkeypatch):
-    from cipherguard import metrics
+    from fraud import metrics
 
     # The state gauges that need data to appear (queue length needs a broker, drift a report).
     monkeypatch.setattr(metrics, "_queue_length", lambda queue: 0)

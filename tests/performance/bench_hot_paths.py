@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from fraud import features as fx
-from fraud.feature_store import frame_from_generated
+from fraud.features import definitions as fx
+from fraud.modelops.datasets import frame_from_generated
 
 BODY = {
     "transaction_id": "bench-1",
@@ -66,7 +66,7 @@ def test_inference_score_only(benchmark, scorer, frame, batch):
 
 def test_input_validation_serializer(benchmark, settings):
     """DRF's serializer: the path for invalid input (it names every bad field)."""
-    from fraud.validation import TransactionInputSerializer
+    from fraud.transactions.validation import TransactionInputSerializer
 
     settings.FRAUD_MAX_FUTURE_SKEW_SECONDS = 10**9  # the fixed timestamp above stays valid
 
@@ -80,7 +80,7 @@ def test_input_validation_serializer(benchmark, settings):
 
 def test_input_validation_fast_path(benchmark, settings):
     """What a well-formed transaction costs (fraud.validation.validate_transaction)."""
-    from fraud.validation import validate_transaction
+    from fraud.transactions.validation import validate_transaction
 
     settings.FRAUD_MAX_FUTURE_SKEW_SECONDS = 10**9
     data, errors = benchmark(validate_transaction, BODY)

@@ -10,9 +10,9 @@ from django.apps import apps
 from django.core.management import call_command
 from django.db import connection
 
-from fraud.cards import CardVault, luhn_valid
 from fraud.models import BatchChunk, Transaction
-from fraud.services.transactions import card_vault
+from fraud.transactions.builder import card_vault
+from fraud.transactions.cards import CardVault, luhn_valid
 from tests.fraud.test_scoring_api import URL, body
 
 VISA = "4111111111111111"
@@ -92,8 +92,8 @@ def test_batch_jobs_refuse_card_numbers_before_storing_anything(alice_api, activ
     items = [body(transaction_id="b1", card_number=VISA), body(transaction_id="b2")]
     job_id = alice_api.post("/api/v1/batches/", {"transactions": items}, format="json").json()["id"]
     assert VISA not in json.dumps(list(BatchChunk.objects.filter(job_id=job_id).values_list("rows", flat=True)))
+    from fraud.batches.services import batch_process_next_chunk
     from fraud.models import BatchItem
-    from fraud.services import batch_process_next_chunk
 
     while batch_process_next_chunk(job_id=job_id):
         pass

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cipherguard.backup import BackupError, backup_restore
+from audit.backup import BackupError, backup_restore
 
 
 class Command(BaseCommand):

@@ -12,10 +12,11 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from accounts.services import user_create
-from fraud import features as fx
-from fraud.generator import default_start
+from fraud.features import definitions as fx
+from fraud.modelops.generator import default_start
+from fraud.modelops.services.history import history_generate, history_replay
+from fraud.modelops.services.lifecycle import model_train
 from fraud.models import Case, ModelStatus, ModelVersion, Transaction
-from fraud.services import history_generate, history_replay, model_train
 
 DEMO_USERS = (("demo-admin", Role.ADMIN), ("demo-analyst", Role.ANALYST), ("demo-client", Role.API_CLIENT))
 DEMO_HISTORY = {"days": 60, "customers": 1500, "merchants": 250, "seed": 42}

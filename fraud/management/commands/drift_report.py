@@ -5,7 +5,7 @@ from datetime import date, timedelta
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from fraud.services.drift import drift_report_compute
+from fraud.modelops.services.drift import drift_report_compute
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
 from fraud.management.arguments import utc_date
+from fraud.modelops.services.evaluation import Protocol, model_evaluate
 from fraud.models import ModelVersion
-from fraud.services.evaluation import Protocol, model_evaluate
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
 from fraud.management.arguments import utc_date
-from fraud.services import history_generate
+from fraud.modelops.services.history import history_generate
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import Role, User
-from fraud.services.policy import LIST_CSV_COLUMNS, PolicyError, list_import_csv
+from fraud.rules.services import LIST_CSV_COLUMNS, PolicyError, list_import_csv
 
 
 class Command(BaseCommand):

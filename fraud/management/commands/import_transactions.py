@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import User
-from fraud.services.imports import ImportFileError, history_import_csv
+from fraud.modelops.services.history import ImportFileError, history_import_csv
 
 
 class Command(BaseCommand):

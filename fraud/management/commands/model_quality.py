@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from fraud.services.evaluation import QUALITY_SOURCES, model_quality
-from fraud.training import CANDIDATES
+from fraud.modelops.services.evaluation import QUALITY_SOURCES, model_quality
+from fraud.modelops.training import CANDIDATES
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from fraud.services import model_retrain
-from fraud.training import OnnxMismatchError
+from fraud.modelops.services.lifecycle import model_retrain
+from fraud.modelops.training import OnnxMismatchError
 
 
 class Command(BaseCommand):

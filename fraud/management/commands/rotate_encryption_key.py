@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from fraud.services.cards import card_keys_rotate
+from fraud.transactions.cards import UnknownKeyError
+from fraud.transactions.services import card_keys_rotate
 
 
 class Command(BaseCommand):
@@ -12,8 +13,6 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: object, **opts: object) -> None:
-        from fraud.cards import UnknownKeyError
-
         try:
             report = card_keys_rotate()
         except UnknownKeyError as exc:

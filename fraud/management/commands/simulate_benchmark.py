@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from fraud.management.arguments import utc_date
-from fraud.simulator import BENCHMARK_HEADER, benchmark_csv_rows, simulate
+from fraud.modelops.simulator import BENCHMARK_HEADER, benchmark_csv_rows, simulate
 
 
 class Command(BaseCommand):

@@ -1,0 +1,264 @@
+"""Batch jobs: uploads split into chunks in the request, scored chunk by chunk by workers.
+
+Idempotent per chunk: a chunk's items, the job's counts and ``chunks_done`` commit together
+under a lock on the job row, so a redelivered or duplicated task either finds the chunk done
+or redoes one that never committed. Memory stays bounded by the chunk size."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import User
+from cipherguard import celery, metrics
+from cipherguard.bulk import copy_insert
+from fraud.models import BatchChunk, BatchItem, BatchJob, BatchStatus
+from fraud.scoring.runtime import NoActiveModelError, runtime
+from fraud.scoring.services import transactions_score_many
+from fraud.transactions.validation import validate_transaction
+
+REQUIRED_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "amount", "currency", "country", "timestamp")
+OPTIONAL_COLUMNS = ("channel",)
+
+
+class BatchInputError(ValueError):
+    """The upload as a whole is unusable (not a CSV, missing columns, too large)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+# The task (fraud.batches.tasks) calls this module, so it is sent by its registered name.
+PROCESS_TASK = "fraud.tasks.batch_job_process"
+
+
+def _enqueue(job_id: int) -> None:
+    celery.task(PROCESS_TASK).delay(job_id)
+
+
+def _storable(value: Any) -> bool:
+    """PostgreSQL's jsonb refuses NUL characters and lone surrogates; such a row is refused."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
+def _safe_rows(rows: Iterable[Any]) -> Iterator[Any]:
+    """Batch rows are stored before they are validated, so what must not be stored is taken
+    out here and the row is reported as refused: a card number (it would sit unencrypted) and
+    text the database cannot hold."""
+    for row in rows:
+        if not _storable(row):
+            row = {"_unstorable": True}
+        elif isinstance(row, dict) and "card_number" in row:
+            row = {k: v for k, v in row.items() if k != "card_number"} | {"_card_number_refused": True}
+        yield row
+
+
+def _create(owner: User, source: str, filename: str, rows: Iterable[dict[str, Any]]) -> BatchJob:
+    size = settings.BATCH_CHUNK_SIZE
+    with transaction.atomic():
+        job = BatchJob.objects.create(owner=owner, source=source, filename=filename[:255])
+        chunk: list[dict[str, Any]] = []
+        total = index = 0
+        for row in _safe_rows(rows):
+            chunk.append(row)
+            total += 1
+            if len(chunk) == size:
+                BatchChunk.objects.create(job=job, index=index, first_row=total - len(chunk) + 1, rows=chunk)
+                chunk, index = [], index + 1
+        if chunk:
+            BatchChunk.objects.create(job=job, index=index, first_row=total - len(chunk) + 1, rows=chunk)
+            index += 1
+        if total == 0:
+            raise BatchInputError("file" if source == "csv" else "transactions", "The batch has no rows.")
+        job.total, job.chunk_count = total, index
+        job.save(update_fields=["total", "chunk_count"])
+        transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _csv_rows(reader: csv.DictReader) -> Iterator[dict[str, Any]]:
+    for raw in reader:
+        # Empty optional cells mean "not given"; extra cells beyond the header are a row error.
+        row = {k: v for k, v in raw.items() if k is not None and not (k in OPTIONAL_COLUMNS and v == "")}
+        if None in raw:
+            row["_extra_cells"] = raw[None]
+        yield row
+
+
+def batch_create_from_csv(*, owner: User, file: IO[bytes], filename: str) -> BatchJob:
+    """Split an uploaded CSV (header row required; columns as in the API) into chunks and queue
+    the job. Rows are validated by the worker, each on its own."""
+    text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
+    try:
+        reader = csv.DictReader(text)
+        header = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise BatchInputError("file", f"Not a UTF-8 CSV file: {exc}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if missing or unknown:
+        problems = ([f"missing columns: {', '.join(missing)}"] if missing else []) + (
+            [f"unknown columns: {', '.join(unknown)}"] if unknown else []
+        )
+        raise BatchInputError(
+            "file", "; ".join(problems) + f". Expected {', '.join(REQUIRED_COLUMNS)} and optionally channel."
+        )
+    try:
+        return _create(owner, "csv", filename, _csv_rows(reader))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise BatchInputError("file", f"Not a UTF-8 CSV file: {exc}") from None
+
+
+def batch_create_from_items(*, owner: User, items: list[Any]) -> BatchJob:
+    return _create(owner, "json", "", iter(items))
+
+
+def _validate(raw: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    if not isinstance(raw, dict):
+        return None, {"non_field_errors": ["Each item must be an object."]}
+    if "_extra_cells" in raw:
+        return None, {"non_field_errors": ["The row has more cells than the header."]}
+    if raw.get("_unstorable"):
+        return None, {"non_field_errors": ["The row contains NUL characters or invalid Unicode."]}
+    if raw.get("_card_number_refused"):
+        return None, {
+            "card_number": [
+                "Card numbers are not accepted in batch jobs (they would be stored before encryption); score them one by one or through /transactions/batch/."
+            ]
+        }
+    data, errors = validate_transaction(raw)
+    if data is not None:
+        return data, None
+    return None, {k: [str(m) for m in v] for k, v in errors.items()}
+
+
+def batch_process_next_chunk(*, job_id: int) -> bool:
+    """Process the job's next chunk; True when more chunks remain.
+
+    The job row is locked for the chunk (``FOR UPDATE``): two deliveries of the same task
+    queue up on it, and the second sees the chunk already done."""
+    with transaction.atomic():
+        job = BatchJob.objects.select_for_update().select_related("owner").get(pk=job_id)
+        if job.status not in (BatchStatus.QUEUED, BatchStatus.RUNNING) or job.chunks_done >= job.chunk_count:
+            return False
+        now = timezone.now()
+        if job.status == BatchStatus.QUEUED:
+            try:
+                model, _ = runtime.current()
+            except NoActiveModelError as exc:
+                job.status, job.error, job.finished_at = BatchStatus.FAILED, str(exc), now
+                job.save(update_fields=["status", "error", "finished_at"])
+                return False
+            job.status, job.started_at, job.model_version_id = BatchStatus.RUNNING, now, model.id
+        chunk = BatchChunk.objects.get(job=job, index=job.chunks_done)
+        valid: list[tuple[int, dict[str, Any]]] = []
+        items: list[BatchItem] = []
+        for offset, raw in enumerate(chunk.rows or []):
+            row = chunk.first_row + offset
+            data, errors = _validate(raw)
+            if data is None:
+                items.append(BatchItem(job=job, row=row, status=400, errors=errors))
+            else:
+                valid.append((row, data))
+        outcomes = transactions_score_many(client=job.owner, items=[d for _, d in valid], path="job") if valid else []
+        for (row, _), outcome in zip(valid, outcomes, strict=True):
+            errors = {"transaction_id": [outcome.detail]} if outcome.status == 409 else None
+            items.append(
+                BatchItem(job=job, row=row, status=outcome.status, transaction=outcome.transaction, errors=errors)
+            )
+        copy_insert(BatchItem, items)
+        bad = sum(1 for i in items if i.status >= 400)
+        scored = len(items) - bad
+        transaction.on_commit(lambda: metrics.record_batch_rows(scored=scored, failed=bad))
+        job.failed += bad
+        job.scored += len(items) - bad
+        job.chunks_done += 1
+        job.heartbeat_at = now
+        done = job.chunks_done == job.chunk_count
+        if done:
+            job.status, job.finished_at = BatchStatus.SUCCEEDED, timezone.now()
+        job.save()
+        chunk.rows = None  # processed: the results live in BatchItem now
+        chunk.save(update_fields=["rows"])
+    return not done
+
+
+def batch_cancel(*, job: BatchJob) -> BatchJob:
+    with transaction.atomic():
+        job = BatchJob.objects.select_for_update().get(pk=job.pk)
+        if job.status in (BatchStatus.QUEUED, BatchStatus.RUNNING):
+            job.status, job.finished_at = BatchStatus.CANCELLED, timezone.now()
+            job.save(update_fields=["status", "finished_at"])
+    return job
+
+
+def batch_jobs_resume_stalled(*, stalled_for: timedelta | None = None) -> list[int]:
+    """Re-queue queued or running jobs that made no progress for ``stalled_for`` (a worker was
+    killed, or its message was lost). A duplicate task is harmless (see above)."""
+    cutoff = timezone.now() - (stalled_for or timedelta(seconds=settings.BATCH_STALL_SECONDS))
+    stalled = list(
+        BatchJob.objects.filter(status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
+        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for job_id in stalled:
+        _enqueue(job_id)
+    return stalled
+
+
+RESULT_COLUMNS = ("row", "transaction_id", "status", "fraud_score", "decision", "model_version", "errors")
+
+
+def batch_result_lines(job: BatchJob) -> Iterator[str]:
+    """The job's results as CSV lines, in row order, streamed from the database."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(values: Iterable[Any]) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow(values)
+        return buffer.getvalue()
+
+    yield line(RESULT_COLUMNS)
+    items = (
+        BatchItem.objects.filter(job=job)
+        .select_related("transaction", "transaction__model_version")
+        .order_by("row")
+        .iterator(chunk_size=2000)
+    )
+    for item in items:
+        tx = item.transaction
+        yield line(
+            (
+                item.row,
+                tx.transaction_id if tx else "",
+                item.status,
+                tx.fraud_score if tx and item.status < 400 else "",
+                tx.decision if tx and item.status < 400 else "",
+                tx.model_version.version if tx and tx.model_version and item.status < 400 else "",
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in (item.errors or {}).items()),
+            )
+        )

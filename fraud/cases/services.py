@@ -1,0 +1,194 @@
+"""Cases: opened by scoring, worked by analysts. Every analyst action is audited in the same
+transaction as the change."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Role, User
+from audit.services import audit_record
+from fraud.models import Case, CaseNote, CaseOutcome, CaseStatus, Label, LabelSource, Transaction
+from fraud.transactions.services import transaction_label
+
+
+class CaseActionError(Exception):
+    """The action does not apply to the case in its current state."""
+
+
+OUTCOME_LABEL = {CaseOutcome.CONFIRMED_FRAUD: Label.FRAUD, CaseOutcome.LEGITIMATE: Label.LEGITIMATE}
+
+
+def case_priority(*, score: float, amount: float) -> float:
+    """Score weighted by the money at stake: a 0.9 on 5,000 outranks a 0.9 on 5, and a 0.95 on
+    50 still outranks a 0.3 on 5,000. log10 keeps one huge amount from burying everything."""
+    return round(score * math.log10(10.0 + max(amount, 0.0)), 6)
+
+
+def case_needed(decision: str) -> bool:
+    """Whether a decision opens a case for analysts (``FRAUD_CASE_DECISIONS``)."""
+    return decision in settings.FRAUD_CASE_DECISIONS
+
+
+def case_open_for(*, tx: Transaction) -> Case | None:
+    """Open a case when the decision calls for one (``case_needed``). Called by scoring inside
+    its transaction, so a stored flagged transaction always has its case."""
+    if not case_needed(tx.decision):
+        return None
+    now = timezone.now()
+    return Case.objects.create(
+        transaction=tx,
+        priority=case_priority(score=float(tx.fraud_score or 0.0), amount=float(tx.amount)),
+        score=float(tx.fraud_score or 0.0),
+        amount=tx.amount,
+        opened_at=now,
+        due_at=now + timedelta(hours=settings.FRAUD_CASE_SLA_HOURS),
+    )
+
+
+def _state(case: Case) -> dict[str, object]:
+    return {
+        "status": case.status,
+        "assignee": case.assignee.get_username() if case.assignee_id else None,
+        "outcome": case.outcome,
+    }
+
+
+def _require_active(case: Case) -> None:
+    if case.status == CaseStatus.CLOSED:
+        raise CaseActionError(f"case {case.pk} is closed")
+
+
+def _require_analyst(user: User) -> None:
+    if not user.is_active or user.role not in {Role.ANALYST, Role.ADMIN}:
+        raise CaseActionError(f"{user.get_username()} is not an active analyst")
+
+
+def _locked(case: Case) -> Case:
+    # of=("self",): lock the case row only (the assignee join is nullable, which FOR UPDATE refuses).
+    return Case.objects.select_for_update(of=("self",)).select_related("assignee", "transaction").get(pk=case.pk)
+
+
+def case_assign(*, case: Case, assignee: User, actor: User) -> Case:
+    _require_analyst(assignee)
+    with transaction.atomic():
+        case = _locked(case)
+        _require_active(case)
+        before = _state(case)
+        case.assignee = assignee
+        if case.status == CaseStatus.OPEN:
+            case.status = CaseStatus.IN_REVIEW
+        case.save(update_fields=["assignee", "status"])
+        audit_record(event_type="case.assigned", actor=actor, obj=case, before=before, after=_state(case))
+    return case
+
+
+def case_take_next(*, analyst: User) -> Case | None:
+    """Assign the highest-priority unassigned open case to ``analyst``.
+
+    Two analysts pressing "take next" together must not get the same case: the candidate row is
+    locked with ``FOR UPDATE SKIP LOCKED``, so the second analyst's query skips it and takes the
+    next one instead of waiting and then double-assigning."""
+    _require_analyst(analyst)
+    with transaction.atomic():
+        case = (
+            Case.objects.select_for_update(skip_locked=True)
+            .filter(status=CaseStatus.OPEN, assignee__isnull=True)
+            .order_by("-priority", "opened_at", "pk")
+            .first()
+        )
+        if case is None:
+            return None
+        before = _state(case)
+        case.assignee = analyst
+        case.status = CaseStatus.IN_REVIEW
+        case.save(update_fields=["assignee", "status"])
+        audit_record(event_type="case.taken", actor=analyst, obj=case, before=before, after=_state(case))
+    return case
+
+
+def case_add_note(*, case: Case, author: User, body: str) -> CaseNote:
+    body = body.strip()
+    if not body:
+        raise CaseActionError("a note cannot be empty")
+    with transaction.atomic():
+        note = CaseNote.objects.create(case=case, author=author, body=body[:5000])
+        audit_record(
+            event_type="case.note_added", actor=author, obj=case, after={"note_id": note.pk, "note": body[:500]}
+        )
+    return note
+
+
+def case_escalate(*, case: Case, actor: User, reason: str = "") -> Case:
+    with transaction.atomic():
+        case = _locked(case)
+        _require_active(case)
+        if case.status == CaseStatus.ESCALATED:
+            raise CaseActionError(f"case {case.pk} is already escalated")
+        before = _state(case)
+        case.status = CaseStatus.ESCALATED
+        case.save(update_fields=["status"])
+        if reason.strip():
+            CaseNote.objects.create(case=case, author=actor, body=reason.strip()[:5000])
+        audit_record(
+            event_type="case.escalated",
+            actor=actor,
+            obj=case,
+            before=before,
+            after={**_state(case), "reason": reason.strip()[:500]},
+        )
+    return case
+
+
+def case_close(*, case: Case, actor: User, outcome: str, note: str = "") -> Case:
+    """Close with an outcome. A confirmed fraud or a legitimate verdict labels the transaction,
+    which is how analysts' decisions become training data."""
+    if outcome not in CaseOutcome.values:
+        raise CaseActionError(f"unknown outcome {outcome!r}")
+    with transaction.atomic():
+        case = _locked(case)
+        _require_active(case)
+        before = _state(case)
+        case.status = CaseStatus.CLOSED
+        case.outcome = outcome
+        case.closed_at = timezone.now()
+        if case.assignee_id is None:
+            case.assignee = actor
+        case.save(update_fields=["status", "outcome", "closed_at", "assignee"])
+        if note.strip():
+            CaseNote.objects.create(case=case, author=actor, body=note.strip()[:5000])
+        audit_record(
+            event_type="case.closed",
+            actor=actor,
+            obj=case,
+            before=before,
+            after={**_state(case), "note": note.strip()[:500]},
+        )
+        label = OUTCOME_LABEL.get(CaseOutcome(outcome))
+        if label:
+            transaction_label(transaction_obj=case.transaction, label=label, source=LabelSource.ANALYST, actor=actor)
+    return case
+
+
+def cases_bulk_assign(*, case_ids: Iterable[int], assignee: User, actor: User) -> int:
+    """Assign each active case; returns how many changed. One transaction: all or nothing."""
+    done = 0
+    with transaction.atomic():
+        for case in Case.objects.filter(pk__in=list(case_ids)).active().order_by("pk"):
+            case_assign(case=case, assignee=assignee, actor=actor)
+            done += 1
+    return done
+
+
+def cases_bulk_close(*, case_ids: Iterable[int], outcome: str, actor: User, note: str = "") -> int:
+    done = 0
+    with transaction.atomic():
+        for case in Case.objects.filter(pk__in=list(case_ids)).active().order_by("pk"):
+            case_close(case=case, actor=actor, outcome=outcome, note=note)
+            done += 1
+    return done

@@ -1,0 +1,65 @@
+"""Reads that only the console's pages make, across jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Count, F, Q
+from django.db.models.functions import Floor, TruncDate
+
+from fraud.models import Case, Transaction
+
+
+def dashboard_stats(*, now: datetime, days: int = 30) -> dict[str, Any]:
+    """Platform-wide figures for the dashboard. Cached for a minute: a room of analysts
+    refreshing it must not turn into a stream of aggregate scans on the primary."""
+
+    def compute() -> dict[str, Any]:
+        since = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        recent = Transaction.objects.filter(timestamp__gte=since, timestamp__lte=now)
+        per_day = {
+            row["day"]: row["n"]
+            for row in recent.annotate(day=TruncDate("timestamp")).values("day").annotate(n=Count("id")).order_by()
+        }
+        day_list = [(since + timedelta(days=i)).date() for i in range(days)]
+        decisions = {
+            row["decision"] or "unscored": row["n"]
+            for row in recent.values("decision").annotate(n=Count("id")).order_by()
+        }
+        bins = [0] * 10
+        for row in (
+            recent.filter(fraud_score__isnull=False)
+            .annotate(b=Floor(F("fraud_score") * 10))
+            .values("b")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
+            bins[min(int(row["b"]), 9)] += row["n"]
+        closed = (
+            Case.objects.filter(closed_at__gte=since)
+            .annotate(day=TruncDate("closed_at"))
+            .values("day")
+            .annotate(n=Count("id"), fraud=Count("id", filter=Q(outcome="confirmed_fraud")))
+            .order_by()
+        )
+        closed_by_day = {row["day"]: row for row in closed}
+        active = Case.objects.active()
+        return {
+            "days": [d.isoformat() for d in day_list],
+            "volume": [per_day.get(d, 0) for d in day_list],
+            "decisions": decisions,
+            "score_bins": bins,
+            "confirmed_rate": [
+                (closed_by_day[d]["fraud"] / closed_by_day[d]["n"])
+                if d in closed_by_day and closed_by_day[d]["n"]
+                else None
+                for d in day_list
+            ],
+            "open_cases": active.count(),
+            "overdue_cases": active.filter(due_at__lt=now).count(),
+            "unassigned_cases": active.filter(assignee__isnull=True).count(),
+        }
+
+    return cache.get_or_set(f"console:dashboard:{days}:{now:%Y%m%d%H%M}", compute, timeout=60)

@@ -1,0 +1,2 @@
+"""The model lifecycle: history in (generated, simulated, imported, replayed), training,
+evaluation, promotion and shadowing, drift."""

@@ -1,0 +1,1 @@
+"""State changes of the model lifecycle, one module per part of it."""

@@ -1,0 +1,188 @@
+"""Django admin for the decision setup: thresholds, allow/block lists and rules. Every change
+goes through the rules services (validated, audited, applied at once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from fraud.models import OWNED_LIST_KINDS, DecisionThresholds, ListEntry, Rule
+from fraud.rules.expressions import ExpressionError
+from fraud.rules.policy import compile_rule
+from fraud.rules.services import (
+    PolicyError,
+    list_entry_add,
+    list_entry_check,
+    list_entry_remove,
+    rule_activate,
+    rule_disable,
+    rule_save,
+    thresholds_update,
+)
+
+
+@admin.register(DecisionThresholds)
+class DecisionThresholdsAdmin(admin.ModelAdmin):
+    list_display = ("review_threshold", "decline_threshold", "updated_at", "updated_by")
+    fields = ("review_threshold", "decline_threshold", "updated_at", "updated_by")
+    readonly_fields = ("updated_at", "updated_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not DecisionThresholds.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: DecisionThresholds, form: Any, change: bool) -> None:
+        # The service validates the pair and tells every web process to re-read it.
+        thresholds_update(review=obj.review_threshold, decline=obj.decline_threshold, actor=request.user)
+
+
+class ListEntryForm(forms.ModelForm):
+    """What an admin types: a card number (never stored), a customer, a CIDR range…"""
+
+    value = forms.CharField(max_length=64, help_text="card number, customer or merchant id, country code, IP or CIDR")
+
+    class Meta:
+        model = ListEntry
+        fields = ("kind", "value", "action", "overriding", "owner", "reason", "expires_at")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        try:
+            stored, display = list_entry_check(
+                **{k: data.get(k) for k in ("kind", "value", "action", "reason", "owner", "expires_at")},
+                overriding=bool(data.get("overriding")),
+            )
+        except PolicyError as exc:
+            field = exc.field if exc.field in self.fields else None
+            self.add_error(field, exc.message)
+            return data
+        live = ListEntry.objects.filter(kind=data["kind"], value=stored, action=data["action"], removed_at__isnull=True)
+        if live.filter(owner=data.get("owner") if data["kind"] in OWNED_LIST_KINDS else None).exists():
+            self.add_error("value", f"{display} is already on the {data['action']} list.")
+        return data
+
+
+class RuleForm(forms.ModelForm):
+    class Meta:
+        model = Rule
+        fields = ("name", "description", "condition", "action", "priority", "shadow")
+
+    def clean_condition(self) -> str:
+        condition = self.cleaned_data["condition"]
+        try:
+            compile_rule(condition)
+        except ExpressionError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return condition
+
+    def clean_priority(self) -> int:
+        priority = self.cleaned_data["priority"]
+        if not -1000 <= priority <= 1000:
+            raise forms.ValidationError("Use a whole number from -1000 to 1000.")
+        return priority
+
+
+@admin.register(ListEntry)
+class ListEntryAdmin(admin.ModelAdmin):
+    list_display = ("display", "kind", "action", "overriding", "owner", "reason", "expires_at", "created_by",
+                    "created_at", "removed_at")  # fmt: skip
+    list_filter = ("kind", "action", ("removed_at", admin.EmptyFieldListFilter))
+    search_fields = ("display", "reason")
+    actions = ["remove"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ListEntryForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # An entry is never edited in place (the audit trail would lose what it was): remove it
+        # and add another.
+        return [f.name for f in ListEntry._meta.fields] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request)  # the list and its actions only
+
+    def save_model(self, request: HttpRequest, obj: ListEntry, form: Any, change: bool) -> None:
+        try:
+            saved = list_entry_add(
+                actor=request.user,
+                kind=form.cleaned_data["kind"],
+                value=form.cleaned_data["value"],
+                action=form.cleaned_data["action"],
+                reason=form.cleaned_data["reason"],
+                owner=form.cleaned_data.get("owner"),
+                overriding=form.cleaned_data.get("overriding", False),
+                expires_at=form.cleaned_data.get("expires_at"),
+            )
+        except PolicyError as exc:
+            self.message_user(request, f"Not added. {exc.field}: {exc.message}", messages.ERROR)
+            return
+        obj.pk = saved.pk
+
+    @admin.action(description="Remove the selected entries (kept, audited)")
+    def remove(self, request: HttpRequest, queryset: QuerySet[ListEntry]) -> None:
+        for entry in queryset.filter(removed_at__isnull=True):
+            list_entry_remove(actor=request.user, entry=entry)
+        self.message_user(request, "Removed.", messages.SUCCESS)
+
+
+@admin.register(Rule)
+class RuleAdmin(admin.ModelAdmin):
+    list_display = ("name", "version", "status", "action", "priority", "shadow", "condition", "created_by",
+                    "activated_at")  # fmt: skip
+    list_filter = ("status", "action", "shadow")
+    search_fields = ("name", "condition")
+    form = RuleForm
+    fields = ("name", "description", "condition", "action", "priority", "shadow")
+    actions = ["activate", "disable"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # A saved version never changes: saving an edit makes the next version (a draft).
+        return ["name"] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Rule, form: Any, change: bool) -> None:
+        try:
+            saved = rule_save(
+                actor=request.user,
+                name=obj.name,
+                condition=obj.condition,
+                action=obj.action,
+                priority=obj.priority,
+                shadow=obj.shadow,
+                description=obj.description,
+            )
+        except PolicyError as exc:
+            self.message_user(request, f"Not saved. {exc.field}: {exc.message}", messages.ERROR)
+            return
+        obj.pk, obj.version = saved.pk, saved.version
+        if change:
+            self.message_user(request, f"Saved as {saved}: activate it to replace the live version.", messages.INFO)
+
+    @admin.action(description="Activate the selected versions (admins only)")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Rule]) -> None:
+        for rule in queryset:
+            try:
+                rule_activate(actor=request.user, rule=rule)
+            except PolicyError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return
+        self.message_user(request, "Activated.", messages.SUCCESS)
+
+    @admin.action(description="Disable the selected versions")
+    def disable(self, request: HttpRequest, queryset: QuerySet[Rule]) -> None:
+        for rule in queryset:
+            rule_disable(actor=request.user, rule=rule)
+        self.message_user(request, "Disabled.", messages.SUCCESS)

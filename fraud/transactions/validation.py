@@ -1,0 +1,303 @@
+"""Strict input fields for the transaction API.
+
+Stricter than DRF's defaults on purpose: DRF's numeric and date fields accept non-ASCII digits
+(``"٤٢"`` parses as 42) and turn naive timestamps into local time. Codes come from maintained
+ISO data (pycountry for ISO 4217 / 3166-1, Babel's CLDR data for currency minor units)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+
+import pycountry
+from babel.numbers import get_currency_precision
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from cipherguard.api import StrictSerializer
+from fraud.models import Channel
+from fraud.transactions.cards import InvalidCardNumberError, validate_pan
+
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
+AMOUNT_RE = re.compile(r"-?[0-9]{1,14}(\.[0-9]{1,8})?")  # a sign only to say "must be > 0" clearly
+IPV4_RE = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")
+TIMESTAMP_RE = re.compile(r"[0-9T:.+\-Z ]{10,40}")
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+# ISO 4217 codes that are not money a card payment can be in.
+_NOT_PAYMENT_CURRENCIES = {"XXX", "XTS"}
+
+
+@cache
+def currency_codes() -> frozenset[str]:
+    return frozenset(c.alpha_3 for c in pycountry.currencies if c.alpha_3 not in _NOT_PAYMENT_CURRENCIES)
+
+
+@cache
+def country_codes() -> frozenset[str]:
+    return frozenset(c.alpha_2 for c in pycountry.countries)
+
+
+@cache
+def currency_decimals(code: str) -> int:
+    return int(get_currency_precision(code))
+
+
+class IdentifierField(serializers.CharField):
+    """1–64 ASCII letters, digits and ``._:-``, starting with a letter or digit."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if not ID_RE.fullmatch(data):
+            raise serializers.ValidationError(
+                "Use 1–64 characters: ASCII letters, digits and . _ : - (starting with a letter or digit)."
+            )
+        return data
+
+
+@extend_schema_field({"type": "string", "pattern": AMOUNT_RE.pattern, "example": "125.50"})
+class AmountField(serializers.Field):
+    """A positive decimal as a JSON string (``"125.50"``) or number, ASCII digits only."""
+
+    default_error_messages = {
+        "invalid": "Must be a positive decimal number such as 125.50 (ASCII digits, dot as separator)."
+    }
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool) or not isinstance(data, str | int | float):
+            self.fail("invalid")
+        text = data if isinstance(data, str) else repr(data)
+        if not AMOUNT_RE.fullmatch(text):
+            self.fail("invalid")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            self.fail("invalid")
+        if value <= 0:
+            raise serializers.ValidationError("Must be greater than 0.")
+        maximum = Decimal(settings.FRAUD_MAX_AMOUNT)
+        if value > maximum:
+            raise serializers.ValidationError(f"Must be at most {maximum}.")
+        return value
+
+    def to_representation(self, value: Decimal) -> str:
+        return format(value.normalize(), "f")
+
+
+class CurrencyField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or not re.fullmatch(r"[A-Z]{3}", data) or data not in currency_codes():
+            raise serializers.ValidationError("Must be an ISO 4217 currency code in capitals, such as EUR.")
+        return data
+
+
+class CountryField(serializers.CharField):
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str) or not re.fullmatch(r"[A-Z]{2}", data) or data not in country_codes():
+            raise serializers.ValidationError("Must be an ISO 3166-1 alpha-2 country code in capitals, such as FR.")
+        return data
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class AwareTimestampField(serializers.Field):
+    """ISO 8601 with an explicit offset (``Z`` or ``+02:00``), not far in the future."""
+
+    def to_internal_value(self, data: Any) -> datetime:
+        if not isinstance(data, str) or not TIMESTAMP_RE.fullmatch(data):
+            raise serializers.ValidationError(
+                "Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z."
+            )
+        try:
+            value = parse_datetime(data)
+        except ValueError:
+            value = None
+        if value is None:
+            raise serializers.ValidationError(
+                "Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z."
+            )
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise serializers.ValidationError("Must include a timezone offset (Z or ±hh:mm).")
+        if value > timezone.now() + timedelta(seconds=settings.FRAUD_MAX_FUTURE_SKEW_SECONDS):
+            raise serializers.ValidationError("Must not be in the future.")
+        if value < EARLIEST:
+            raise serializers.ValidationError("Must not be before 2000-01-01.")
+        return value
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
+
+
+CARD_SECURITY_CODE_FIELDS = {
+    "cvv",
+    "cvc",
+    "cvv2",
+    "cvc2",
+    "cid",
+    "card_cvv",
+    "card_cvc",
+    "security_code",
+    "card_security_code",
+}
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": "^[0-9]{12,19}$", "writeOnly": True, "description": "PAN, Luhn-valid; never returned"}
+)
+class CardNumberField(serializers.Field):
+    """An optional PAN: 12–19 ASCII digits, Luhn-valid. Never echoed in errors."""
+
+    def to_internal_value(self, data: Any) -> str:
+        try:
+            return validate_pan(data)
+        except InvalidCardNumberError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def to_representation(self, value: str) -> str:  # never used for output; masked values only
+        return ""
+
+
+class TransactionInputSerializer(StrictSerializer):
+    """One transaction to score, from the API, a batch job or an import."""
+
+    transaction_id = IdentifierField()
+    customer_id = IdentifierField()
+    merchant_id = IdentifierField()
+    amount = AmountField()
+    currency = CurrencyField()
+    country = CountryField()
+    timestamp = AwareTimestampField()
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    card_number = CardNumberField(required=False)
+    ip_address = serializers.IPAddressField(required=False, help_text="the payer's IP address, for IP-range lists")
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            codes = sorted(k for k in data if str(k).lower() in CARD_SECURITY_CODE_FIELDS)
+            if codes:
+                # PCI DSS: a card security code is never stored, so never accepted either.
+                raise serializers.ValidationError({k: ["Card security codes are never accepted."] for k in codes})
+        return super().to_internal_value(data)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        places = currency_decimals(attrs["currency"])
+        exponent = attrs["amount"].normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > places:
+            raise serializers.ValidationError(
+                {"amount": [f"{attrs['currency']} allows at most {places} decimal places."]}
+            )
+        return attrs
+
+
+_FIELDS = frozenset(TransactionInputSerializer._declared_fields)
+_REQUIRED = frozenset(name for name, field in TransactionInputSerializer._declared_fields.items() if field.required)
+_CHANNELS = frozenset(Channel.values)
+
+
+def fast_identifier(value: Any) -> str | None:
+    """``IdentifierField``'s accepted values, or None (the fast paths' building blocks: each
+    accepts exactly what its field accepts and returns what it returns)."""
+    return value if type(value) is str and ID_RE.fullmatch(value) else None
+
+
+def fast_amount(amount: Any, currency: str) -> Decimal | None:
+    """``AmountField`` plus the serializers' decimal-places rule for ``currency``."""
+    if type(amount) is str:
+        text = amount
+    elif type(amount) in (int, float):
+        text = repr(amount)
+    else:
+        return None
+    if not AMOUNT_RE.fullmatch(text):
+        return None
+    value = Decimal(text)
+    if value <= 0 or value > Decimal(settings.FRAUD_MAX_AMOUNT):
+        return None
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > currency_decimals(currency):
+        return None
+    return value
+
+
+def fast_timestamp(stamp: Any) -> datetime | None:
+    """``AwareTimestampField``."""
+    if type(stamp) is not str or not TIMESTAMP_RE.fullmatch(stamp):
+        return None
+    try:
+        moment = parse_datetime(stamp)
+    except ValueError:
+        return None
+    if moment is None or moment.tzinfo is None or moment.utcoffset() is None:
+        return None
+    if moment > timezone.now() + timedelta(seconds=settings.FRAUD_MAX_FUTURE_SKEW_SECONDS) or moment < EARLIEST:
+        return None
+    return moment
+
+
+def _fast(raw: Any) -> dict[str, Any] | None:
+    """The validated transaction when ``raw`` is well-formed, by plain checks that accept exactly
+    what ``TransactionInputSerializer`` accepts and return exactly what it returns (a property
+    test holds them to it); None for anything else, which the serializer then explains.
+
+    DRF spent ~150 µs validating one transaction, most of a batch row's cost; this takes ~10."""
+    if type(raw) is not dict or not raw.keys() >= _REQUIRED or not raw.keys() <= _FIELDS:
+        return None
+    out: dict[str, Any] = {}
+    for name in ("transaction_id", "customer_id", "merchant_id"):
+        if (identifier := fast_identifier(raw[name])) is None:
+            return None
+        out[name] = identifier
+    currency, country = raw["currency"], raw["country"]
+    if type(currency) is not str or currency not in currency_codes() or type(country) is not str:
+        return None
+    if country not in country_codes():
+        return None
+    if (amount := fast_amount(raw["amount"], currency)) is None:
+        return None
+    out["amount"], out["currency"], out["country"] = amount, currency, country
+    if (moment := fast_timestamp(raw["timestamp"])) is None:
+        return None
+    out["timestamp"] = moment
+    if "channel" in raw:
+        channel = raw["channel"]
+        if type(channel) is not str or channel not in _CHANNELS:
+            return None
+        out["channel"] = channel
+    if "ip_address" in raw:
+        # The common case only (a canonical IPv4 address); anything else takes the serializer.
+        ip = raw["ip_address"]
+        if type(ip) is not str or not IPV4_RE.fullmatch(ip) or any(int(part) > 255 for part in ip.split(".")):
+            return None
+        if any(len(part) > 1 and part[0] == "0" for part in ip.split(".")):
+            return None
+        out["ip_address"] = ip
+    if "card_number" in raw:
+        try:
+            out["card_number"] = validate_pan(raw["card_number"])
+        except InvalidCardNumberError:
+            return None
+    return out
+
+
+def validate_transaction(raw: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(validated data, None) or (None, errors by field). Well-formed input takes the fast path;
+    anything else goes through ``TransactionInputSerializer`` for its exact error messages."""
+    data = _fast(raw)
+    if data is not None:
+        return data, None
+    serializer = TransactionInputSerializer(data=raw)
+    if serializer.is_valid():
+        return dict(serializer.validated_data), None
+    return None, serializer.errors
