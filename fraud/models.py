@@ -11,6 +11,14 @@ class Decision(models.TextChoices):
     DECLINE = "decline", "Decline"
 
 
+class DecidedBy(models.TextChoices):
+    """What gave a transaction its decision (the policy's precedence: docs/rules.md)."""
+
+    MODEL = "model", "Model score"
+    RULE = "rule", "Rule"
+    LIST = "list", "List entry"
+
+
 class Label(models.TextChoices):
     FRAUD = "fraud", "Fraud"
     LEGITIMATE = "legitimate", "Legitimate"
@@ -59,7 +67,7 @@ class ModelVersion(models.Model):
     # One value per feature, used to neutralise a feature group when explaining a score.
     neutral_values = models.JSONField()
     # The map from the model's output to a probability, fitted on the validation window
-    # (``fraud.runtime.calibrate``); empty for none (models stored before calibration existed).
+    # (``fraud.scoring.scorer.calibrate``); empty for none (models stored before calibration existed).
     calibration = models.JSONField(default=dict, blank=True)
     train_start = models.DateTimeField()
     train_end = models.DateTimeField()
@@ -106,7 +114,7 @@ class Transaction(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # SHA-256 of the canonical request body: a retry with the same id must carry the same body.
     request_hash = models.CharField(max_length=64)
-    # The card, when sent: never the PAN itself (see fraud/cards.py).
+    # The card, when sent: never the PAN itself (see fraud/transactions/cards.py).
     card_first6 = models.CharField(max_length=6, blank=True, default="")
     card_last4 = models.CharField(max_length=4, blank=True, default="")
     card_fingerprint = models.CharField(max_length=64, blank=True, default="")
@@ -120,9 +128,9 @@ class Transaction(models.Model):
     shadow_score = models.FloatField(null=True, blank=True)
     shadow_model = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     ip_address = models.GenericIPAddressField(null=True, blank=True)
-    # What decided: "model" (the score against the thresholds), "rule" or "list"; and every rule
-    # and list entry that matched (fraud.policy.Match.as_json), shadow rules included.
-    decided_by = models.CharField(max_length=8, blank=True, default="")
+    # What decided (empty for history that was never scored); and every rule and list entry that
+    # matched (fraud.rules.policy.Match.as_json), shadow rules included.
+    decided_by = models.CharField(max_length=8, choices=DecidedBy.choices, blank=True, default="")
     rule_matches = models.JSONField(default=list, blank=True)
 
     label = models.CharField(max_length=16, choices=Label.choices, blank=True, default="")
@@ -140,6 +148,9 @@ class Transaction(models.Model):
                 name="transaction_score_in_unit_interval",
             ),
             models.CheckConstraint(condition=Q(decision__in=["", *Decision.values]), name="transaction_decision_valid"),
+            models.CheckConstraint(
+                condition=Q(decided_by__in=["", *DecidedBy.values]), name="transaction_decided_by_valid"
+            ),
             models.CheckConstraint(condition=Q(label__in=["", *Label.values]), name="transaction_label_valid"),
             models.CheckConstraint(
                 condition=Q(label="") | Q(label_time__isnull=False), name="transaction_label_has_time"
@@ -236,7 +247,7 @@ class Case(models.Model):
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="assigned_cases"
     )
-    # Higher first: the score weighted by the money at stake (see services.case_priority).
+    # Higher first: the score weighted by the money at stake (see fraud.cases.services.case_priority).
     priority = models.FloatField()
     # Copied from the transaction so the queue filters and sorts on one table.
     score = models.FloatField()
@@ -472,7 +483,7 @@ class Rule(models.Model):
     name = models.CharField(max_length=100)
     version = models.PositiveIntegerField()
     description = models.TextField(blank=True, default="")
-    condition = models.TextField()  # fraud.expressions; checked when saved
+    condition = models.TextField()  # fraud.rules.expressions; checked when saved
     action = models.CharField(max_length=8, choices=Decision.choices)
     priority = models.IntegerField(default=0)  # higher runs first
     shadow = models.BooleanField(default=False)
@@ -508,7 +519,7 @@ class BacktestStatus(models.TextChoices):
 
 class Backtest(models.Model):
     """A rule version and/or new thresholds run over a window of history beside the current
-    setup, as a background job (fraud.services.backtests)."""
+    setup, as a background job (fraud.backtests)."""
 
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

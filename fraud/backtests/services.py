@@ -27,7 +27,7 @@ from fraud.features.store import load_history
 from fraud.models import Backtest, BacktestStatus, Label, Rule, Transaction
 from fraud.rules.policy import LiveRule, Policy, Thresholds, compile_rule, rule_context
 from fraud.rules.selectors import load_policy, thresholds_row
-from fraud.rules.services import PolicyError
+from fraud.rules.services import PolicyError, thresholds_check
 from fraud.scoring.runtime import runtime
 
 logger = logging.getLogger(__name__)
@@ -53,8 +53,8 @@ def backtest_create(
         raise PolicyError("window_end", f"A backtest covers at most {MAX_WINDOW_DAYS} days.")
     if (review is None) != (decline is None):
         raise PolicyError("decline_threshold", "Give both thresholds, or neither.")
-    if review is not None and not (0.0 <= review < decline <= 1.0):  # type: ignore[operator]
-        raise PolicyError("decline_threshold", "Must satisfy 0 ≤ review < decline ≤ 1.")
+    if review is not None and decline is not None:
+        thresholds_check(review=review, decline=decline)
     if rule is None and review is None:
         raise PolicyError("rule", "Choose a rule version, new thresholds, or both.")
     with transaction.atomic():

@@ -17,6 +17,7 @@ from cipherguard.api import IsApiClient, SafeJSONParser, problem_response, probl
 from fraud.batches.selectors import batch_get_for_client
 from fraud.batches.services import (
     BatchInputError,
+    BatchTooLargeError,
     batch_cancel,
     batch_create_from_csv,
     batch_create_from_items,
@@ -81,10 +82,6 @@ class BatchCreateApi(APIView):
         upload = request.FILES.get("file")
         try:
             if upload is not None:
-                if upload.size > settings.BATCH_MAX_UPLOAD_BYTES:
-                    return problem_response(
-                        413, f"The file is larger than {settings.BATCH_MAX_UPLOAD_BYTES} bytes.", code="too_large"
-                    )
                 job = batch_create_from_csv(owner=request.user, file=upload.file, filename=upload.name or "")
             else:
                 items = request.data.get("transactions") if isinstance(request.data, dict) else None
@@ -105,6 +102,8 @@ class BatchCreateApi(APIView):
                         code="invalid",
                     )
                 job = batch_create_from_items(owner=request.user, items=items)
+        except BatchTooLargeError as exc:
+            return problem_response(413, str(exc), code="too_large")
         except BatchInputError as exc:
             return problem_response(400, str(exc), errors={exc.field: [str(exc)]}, code="invalid")
         return Response(job_data(job, request), status=status.HTTP_202_ACCEPTED)

@@ -37,6 +37,10 @@ class BatchInputError(ValueError):
         self.field = field
 
 
+class BatchTooLargeError(BatchInputError):
+    """The upload is larger than ``BATCH_MAX_UPLOAD_BYTES``."""
+
+
 # The task (fraud.batches.tasks) calls this module, so it is sent by its registered name.
 PROCESS_TASK = "fraud.tasks.batch_job_process"
 
@@ -109,6 +113,10 @@ def _csv_rows(reader: csv.DictReader) -> Iterator[dict[str, Any]]:
 def batch_create_from_csv(*, owner: User, file: IO[bytes], filename: str) -> BatchJob:
     """Split an uploaded CSV (header row required; columns as in the API) into chunks and queue
     the job. Rows are validated by the worker, each on its own."""
+    size = file.seek(0, io.SEEK_END)  # uploads are spooled to memory or disk: seekable
+    file.seek(0)
+    if size > settings.BATCH_MAX_UPLOAD_BYTES:
+        raise BatchTooLargeError("file", f"The file is larger than {settings.BATCH_MAX_UPLOAD_BYTES} bytes.")
     text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
     try:
         reader = csv.DictReader(text)

@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Role, User
+from accounts.models import User
 from audit.services import audit_record
+from fraud.cases.selectors import user_can_use_console
 from fraud.models import Case, CaseNote, CaseOutcome, CaseStatus, Label, LabelSource, Transaction
 from fraud.transactions.services import transaction_label
 
@@ -65,7 +66,7 @@ def _require_active(case: Case) -> None:
 
 
 def _require_analyst(user: User) -> None:
-    if not user.is_active or user.role not in {Role.ANALYST, Role.ADMIN}:
+    if not user_can_use_console(user):
         raise CaseActionError(f"{user.get_username()} is not an active analyst")
 
 

@@ -9,7 +9,6 @@ from functools import wraps
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
@@ -310,18 +309,15 @@ def batches(request: HttpRequest) -> HttpResponse:
         form = BatchUploadForm(request.POST, request.FILES)
         if form.is_valid():
             upload = form.cleaned_data["file"]
-            if upload.size > settings.BATCH_MAX_UPLOAD_BYTES:
-                form.add_error("file", f"The file is larger than {settings.BATCH_MAX_UPLOAD_BYTES} bytes.")
+            try:
+                job = batch_create_from_csv(
+                    owner=form.cleaned_data["client"], file=upload.file, filename=upload.name or ""
+                )
+            except BatchInputError as exc:
+                form.add_error("file", str(exc))
             else:
-                try:
-                    job = batch_create_from_csv(
-                        owner=form.cleaned_data["client"], file=upload.file, filename=upload.name or ""
-                    )
-                except BatchInputError as exc:
-                    form.add_error("file", str(exc))
-                else:
-                    messages.success(request, f"Batch {job.pk} queued: {job.total} rows.")
-                    return redirect("console:batch", job_id=job.pk)
+                messages.success(request, f"Batch {job.pk} queued: {job.total} rows.")
+                return redirect("console:batch", job_id=job.pk)
     else:
         form = BatchUploadForm()
     jobs = BatchJob.objects.select_related("owner").order_by("-created_at")[:50]

@@ -10,15 +10,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from fraud.models import OWNED_LIST_KINDS, DecisionThresholds, ListEntry, Rule
-from fraud.rules.expressions import ExpressionError
-from fraud.rules.policy import compile_rule
+from fraud.models import DecisionThresholds, ListEntry, Rule
 from fraud.rules.services import (
     PolicyError,
     list_entry_add,
     list_entry_check,
     list_entry_remove,
     rule_activate,
+    rule_check,
     rule_disable,
     rule_save,
     thresholds_update,
@@ -54,17 +53,13 @@ class ListEntryForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         try:
-            stored, display = list_entry_check(
+            list_entry_check(
                 **{k: data.get(k) for k in ("kind", "value", "action", "reason", "owner", "expires_at")},
                 overriding=bool(data.get("overriding")),
+                unique=True,
             )
         except PolicyError as exc:
-            field = exc.field if exc.field in self.fields else None
-            self.add_error(field, exc.message)
-            return data
-        live = ListEntry.objects.filter(kind=data["kind"], value=stored, action=data["action"], removed_at__isnull=True)
-        if live.filter(owner=data.get("owner") if data["kind"] in OWNED_LIST_KINDS else None).exists():
-            self.add_error("value", f"{display} is already on the {data['action']} list.")
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
         return data
 
 
@@ -73,19 +68,21 @@ class RuleForm(forms.ModelForm):
         model = Rule
         fields = ("name", "description", "condition", "action", "priority", "shadow")
 
-    def clean_condition(self) -> str:
-        condition = self.cleaned_data["condition"]
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:  # a field the form itself refused (a priority that is not a number)
+            return data
         try:
-            compile_rule(condition)
-        except ExpressionError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return condition
-
-    def clean_priority(self) -> int:
-        priority = self.cleaned_data["priority"]
-        if not -1000 <= priority <= 1000:
-            raise forms.ValidationError("Use a whole number from -1000 to 1000.")
-        return priority
+            rule_check(
+                # An edit saves the next version of the same name: the field is read-only then.
+                name=(data.get("name") or self.instance.name or "").strip(),
+                condition=data.get("condition", ""),
+                action=data.get("action", ""),
+                priority=data.get("priority"),
+            )
+        except PolicyError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return data
 
 
 @admin.register(ListEntry)

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
@@ -27,6 +26,7 @@ from cipherguard.api import (
 )
 from fraud.models import OWNED_LIST_KINDS, ListAction, ListEntry
 from fraud.rules.services import PolicyError, list_entry_add, list_entry_remove, list_import_csv
+from fraud.transactions.validation import TimestampError, parse_timestamp
 
 CLIENT_KINDS = [str(k) for k in OWNED_LIST_KINDS]
 # Imported in the request, row by row (each audited): about 10,000 rows at most.
@@ -39,12 +39,11 @@ class FutureTimestampField(serializers.Field):
 
     def to_internal_value(self, data: Any) -> datetime:
         try:
-            value = parse_datetime(data) if isinstance(data, str) and len(data) <= 40 else None
-        except (ValueError, OverflowError):
-            value = None
-        if value is None or value.tzinfo is None:
-            raise serializers.ValidationError("Must be an ISO 8601 time with an offset, such as 2026-12-31T00:00:00Z.")
-        return value
+            return parse_timestamp(data)
+        except TimestampError:
+            raise serializers.ValidationError(
+                "Must be an ISO 8601 time with an offset, such as 2026-12-31T00:00:00Z."
+            ) from None
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()

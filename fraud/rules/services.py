@@ -15,7 +15,6 @@ from typing import IO, Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from accounts.models import Role, User
 from audit.services import audit_record
@@ -35,7 +34,7 @@ from fraud.rules.selectors import thresholds_row
 from fraud.rules.signals import policy_changed
 from fraud.transactions.builder import card_vault
 from fraud.transactions.cards import InvalidCardNumberError, validate_pan
-from fraud.transactions.validation import ID_RE, country_codes
+from fraud.transactions.validation import ID_RE, TimestampError, country_codes, parse_timestamp
 
 # An entry expiring later than this is a typo or an attack on the date type; no expiry is spelled
 # by leaving it empty.
@@ -128,8 +127,8 @@ def list_entry_add(
             entry.save()
             audit_record(event_type="list.entry_added", actor=actor, obj=entry, after=_entry_state(entry))
             transaction.on_commit(_applies_at_once)
-    except IntegrityError:
-        raise PolicyError("value", f"{display} is already on the {action} list.") from None
+    except IntegrityError:  # the database's unique constraint decides, even between concurrent adds
+        raise _already_listed(display, action) from None
     return entry
 
 
@@ -142,9 +141,11 @@ def list_entry_check(
     owner: User | None = None,
     overriding: bool = False,
     expires_at: datetime | None = None,
+    unique: bool = False,
 ) -> tuple[str, str]:
     """Every rule an entry must meet (PolicyError naming the field otherwise); the stored value
-    and its display. Forms call it to show errors before saving."""
+    and its display. Forms call it to show errors before saving, with ``unique`` to say too that
+    the same entry is already live (adding one relies on the unique constraint instead)."""
     if kind not in ListKind.values:
         raise PolicyError("kind", f"Use one of {', '.join(ListKind.values)}.")
     if action not in ListAction.values:
@@ -164,7 +165,15 @@ def list_entry_check(
         raise PolicyError("expires_at", "Must be in the future.")
     if expires_at is not None and expires_at > timezone.now() + MAX_EXPIRY:
         raise PolicyError("expires_at", f"Must be within {MAX_EXPIRY.days // 365} years; leave it empty for no expiry.")
+    if unique:
+        live = ListEntry.objects.filter(kind=kind, value=stored, action=action, removed_at__isnull=True)
+        if live.filter(owner=owner if kind in OWNED_LIST_KINDS else None).exists():
+            raise _already_listed(display, action)
     return stored, display
+
+
+def _already_listed(display: str, action: str) -> PolicyError:
+    return PolicyError("value", f"{display} is already on the {action} list.")
 
 
 def list_entry_remove(*, actor: User, entry: ListEntry) -> ListEntry:
@@ -224,11 +233,11 @@ def list_import_csv(
                 expires_at = None
                 if raw.get("expires_at"):
                     try:
-                        expires_at = parse_datetime(raw["expires_at"])
-                    except (ValueError, OverflowError):
-                        expires_at = None
-                    if expires_at is None or expires_at.tzinfo is None:
-                        raise PolicyError("expires_at", "Use ISO 8601 with an offset, such as 2026-12-31T00:00:00Z.")
+                        expires_at = parse_timestamp(raw["expires_at"])
+                    except TimestampError:
+                        raise PolicyError(
+                            "expires_at", "Use ISO 8601 with an offset, such as 2026-12-31T00:00:00Z."
+                        ) from None
                 overriding = (raw.get("overriding") or "false").strip().lower()
                 if overriding not in ("true", "false", "1", "0", "yes", "no"):
                     raise PolicyError("overriding", "Use true or false.")
@@ -265,6 +274,21 @@ def _rule_state(rule: Rule) -> dict[str, Any]:
     }
 
 
+def rule_check(*, name: str, condition: str, action: str, priority: object) -> None:
+    """Every rule a rule version must meet (PolicyError naming the field otherwise). Forms call it
+    to show errors before saving."""
+    if not name or len(name) > 100:
+        raise PolicyError("name", "Give the rule a name of 1–100 characters.")
+    if action not in Decision.values:
+        raise PolicyError("action", "Use approve, review or decline.")
+    if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
+        raise PolicyError("priority", "Use a whole number from -1000 to 1000.")
+    try:
+        compile_rule(condition)
+    except ExpressionError as exc:
+        raise PolicyError("condition", str(exc)) from None
+
+
 def rule_save(
     *,
     actor: User,
@@ -278,16 +302,7 @@ def rule_save(
     """A new draft version of rule ``name`` (version 1 for a new name). The condition is parsed
     and checked now, so a rule that cannot run is never stored; the error says where."""
     name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise PolicyError("name", "Give the rule a name of 1–100 characters.")
-    if action not in Decision.values:
-        raise PolicyError("action", "Use approve, review or decline.")
-    if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
-        raise PolicyError("priority", "Use a whole number from -1000 to 1000.")
-    try:
-        compile_rule(condition)
-    except ExpressionError as exc:
-        raise PolicyError("condition", str(exc)) from None
+    rule_check(name=name, condition=condition, action=action, priority=priority)
     with transaction.atomic():
         # Concurrent saves of one name race for the next version; the unique (name, version)
         # constraint lets one win and the other retry.
@@ -361,11 +376,17 @@ def rule_disable(*, actor: User, rule: Rule) -> Rule:
 # --- Thresholds -------------------------------------------------------------------------------------
 
 
+def thresholds_check(*, review: float, decline: float) -> None:
+    """What a pair of thresholds must meet (PolicyError otherwise), as the table's constraint
+    does: a backtest's candidate pair and the admin's form are checked here too."""
+    if not (0.0 <= review < decline <= 1.0):
+        raise PolicyError("decline_threshold", "The thresholds must satisfy 0 ≤ review < decline ≤ 1.")
+
+
 def thresholds_update(*, review: float, decline: float, actor: User | None = None) -> DecisionThresholds:
     """Change the decision thresholds (audited); every web process applies them within its
     refresh interval, this one at once."""
-    if not (0.0 <= review < decline <= 1.0):
-        raise ValueError("thresholds must satisfy 0 <= review < decline <= 1")
+    thresholds_check(review=review, decline=decline)
     with transaction.atomic():
         row = DecisionThresholds.objects.select_for_update().get(pk=thresholds_row().pk)
         before = {"review": row.review_threshold, "decline": row.decline_threshold}

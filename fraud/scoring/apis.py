@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cipherguard.api import IsApiClient, Pagination, StrictSerializer, page_of, problem, problem_response, problems
-from fraud.models import Decision, Label, LabelSource, Transaction
+from fraud.models import DecidedBy, Decision, Label, LabelSource, Transaction
 from fraud.scoring.runtime import NoActiveModelError
 from fraud.scoring.services import IdempotencyConflictError, transaction_score, transactions_score_many
 from fraud.transactions.selectors import transaction_get_for_client, transaction_list_for_client
@@ -47,7 +47,7 @@ class ScoreOutputSerializer(serializers.Serializer):
     transaction_id = serializers.CharField()
     fraud_score = serializers.FloatField(min_value=0, max_value=1)
     decision = serializers.ChoiceField(choices=Decision.choices)
-    decided_by = serializers.ChoiceField(choices=["model", "rule", "list"])
+    decided_by = serializers.ChoiceField(choices=DecidedBy.values)
     reasons = ReasonSerializer(many=True)
     rules = RuleMatchSerializer(many=True, help_text="every rule and list entry that matched")
     model_version = serializers.CharField()
@@ -60,7 +60,7 @@ class _StoredScore(serializers.Serializer):
     transaction_id = serializers.CharField()
     fraud_score = serializers.FloatField(min_value=0, max_value=1, allow_null=True)
     decision = serializers.ChoiceField(choices=Decision.choices, allow_null=True)
-    decided_by = serializers.ChoiceField(choices=["model", "rule", "list"], allow_null=True)
+    decided_by = serializers.ChoiceField(choices=DecidedBy.values, allow_null=True)
     reasons = ReasonSerializer(many=True)
     rules = RuleMatchSerializer(many=True)
     model_version = serializers.CharField(allow_null=True)
@@ -84,7 +84,7 @@ def score_data(tx: Transaction, model_version: str | None) -> dict[str, Any]:
         "transaction_id": tx.transaction_id,
         "fraud_score": tx.fraud_score,
         "decision": tx.decision,
-        "decided_by": tx.decided_by or ("model" if tx.decision else None),
+        "decided_by": tx.decided_by or (DecidedBy.MODEL if tx.decision else None),
         "reasons": tx.reasons,
         "rules": tx.rule_matches,
         "model_version": model_version,

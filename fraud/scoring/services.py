@@ -23,7 +23,7 @@ from fraud.models import Transaction
 from fraud.rules.policy import Outcome, Thresholds, rule_context
 from fraud.scoring import reasons as reason_text
 from fraud.scoring.runtime import ActiveModel, runtime
-from fraud.transactions.builder import canonical_hash, card_vault
+from fraud.transactions.builder import canonical_hash, card_vault, transaction_from_body
 
 logger = logging.getLogger(__name__)
 decisions = logging.getLogger("cipherguard.decisions")
@@ -99,30 +99,17 @@ def _scored(
         "country": data["country"],
         "channel": channel,
     }
-    pan = data.get("card_number") or ""  # validated by the serializer; fingerprinted in `pending`
     outcome = _policy_outcome(client, data, pending, features, score, thresholds.decide(score), scored_at)
-    return Transaction(
-        card_first6=pan[:6],
-        card_last4=pan[-4:],
-        card_fingerprint=pending.card_fingerprint,
-        card_ciphertext=card_vault().encrypt(pan) if pan else "",
+    return transaction_from_body(
         owner=client,
-        transaction_id=data["transaction_id"],
-        customer_id=data["customer_id"],
-        merchant_id=data["merchant_id"],
-        amount=data["amount"],
-        currency=data["currency"],
-        country=data["country"],
-        channel=channel,
-        timestamp=data["timestamp"],
-        request_hash=canonical_hash(data, card_fingerprint=pending.card_fingerprint),
+        data=data,
+        card_fingerprint=pending.card_fingerprint,
         fraud_score=score,
         reasons=reason_text.describe(contributions, features, context),
         model_version_id=model.id,
         scored_at=scored_at,
         shadow_score=round(float(shadow_score), 6) if shadow is not None and shadow_score is not None else None,
         shadow_model_id=shadow.id if shadow is not None else None,
-        ip_address=data.get("ip_address") or None,
         decided_by=outcome.decided_by,
         decision=outcome.decision,
         rule_matches=[m.as_json() for m in outcome.matches],

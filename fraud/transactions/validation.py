@@ -111,25 +111,40 @@ class CountryField(serializers.CharField):
         return data
 
 
+class TimestampError(ValueError):
+    """Why a timestamp cannot be read, in words for whoever sent it."""
+
+
+UNREADABLE_TIMESTAMP = "Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z."
+
+
+def parse_timestamp(text: Any) -> datetime:
+    """The one reading of a timestamp, for every input that carries one (transactions, imports,
+    list expiries): ISO 8601 in ASCII, at most 40 characters, with an explicit offset (``Z`` or
+    ``+02:00``). Raises ``TimestampError``; the caller sets the bounds (not in the future, not
+    before 2000, an expiry within five years)."""
+    if not isinstance(text, str) or not TIMESTAMP_RE.fullmatch(text):
+        raise TimestampError(UNREADABLE_TIMESTAMP)
+    try:
+        moment = parse_datetime(text)
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None:
+        raise TimestampError(UNREADABLE_TIMESTAMP)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise TimestampError("Must include a timezone offset (Z or ±hh:mm).")
+    return moment
+
+
 @extend_schema_field(OpenApiTypes.DATETIME)
 class AwareTimestampField(serializers.Field):
     """ISO 8601 with an explicit offset (``Z`` or ``+02:00``), not far in the future."""
 
     def to_internal_value(self, data: Any) -> datetime:
-        if not isinstance(data, str) or not TIMESTAMP_RE.fullmatch(data):
-            raise serializers.ValidationError(
-                "Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z."
-            )
         try:
-            value = parse_datetime(data)
-        except ValueError:
-            value = None
-        if value is None:
-            raise serializers.ValidationError(
-                "Must be an ISO 8601 timestamp with a timezone, such as 2026-11-27T10:15:00Z."
-            )
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise serializers.ValidationError("Must include a timezone offset (Z or ±hh:mm).")
+            value = parse_timestamp(data)
+        except TimestampError as exc:
+            raise serializers.ValidationError(str(exc)) from None
         if value > timezone.now() + timedelta(seconds=settings.FRAUD_MAX_FUTURE_SKEW_SECONDS):
             raise serializers.ValidationError("Must not be in the future.")
         if value < EARLIEST:
@@ -233,13 +248,9 @@ def fast_amount(amount: Any, currency: str) -> Decimal | None:
 
 def fast_timestamp(stamp: Any) -> datetime | None:
     """``AwareTimestampField``."""
-    if type(stamp) is not str or not TIMESTAMP_RE.fullmatch(stamp):
-        return None
     try:
-        moment = parse_datetime(stamp)
-    except ValueError:
-        return None
-    if moment is None or moment.tzinfo is None or moment.utcoffset() is None:
+        moment = parse_timestamp(stamp)
+    except TimestampError:
         return None
     if moment > timezone.now() + timedelta(seconds=settings.FRAUD_MAX_FUTURE_SKEW_SECONDS) or moment < EARLIEST:
         return None

@@ -74,3 +74,24 @@ def test_an_admin_blocks_a_card_without_the_number_being_stored(client, dave, al
         "kind": "country", "value": "Narnia", "action": "block", "reason": "x"})  # fmt: skip
     assert refused.status_code == 200 and "ISO 3166-1" in refused.content.decode()
     assert ListEntry.objects.count() == 1
+
+
+def test_the_list_form_says_an_entry_is_already_live_and_stores_no_second_one(client, dave):
+    from fraud.models import ListEntry
+
+    client.login(username=dave.username, password=PASSWORD)
+    entry = {"kind": "country", "value": "KP", "action": "block", "reason": "sanctions"}
+    assert client.post("/admin/fraud/listentry/add/", entry).status_code == 302
+    again = client.post("/admin/fraud/listentry/add/", entry)
+    assert again.status_code == 200 and "KP is already on the block list." in again.content.decode()
+    assert ListEntry.objects.count() == 1
+
+
+def test_the_rule_form_shows_the_services_refusals_at_their_fields(client, dave):
+    from fraud.models import Rule
+
+    client.login(username=dave.username, password=PASSWORD)
+    form = {"name": "r", "description": "", "action": "review", "condition": "amount > 1"}
+    page = client.post("/admin/fraud/rule/add/", {**form, "priority": "5000"}).content.decode()
+    assert "Use a whole number from -1000 to 1000." in page
+    assert not Rule.objects.exists()

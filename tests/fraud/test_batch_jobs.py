@@ -218,3 +218,23 @@ def test_rows_the_database_cannot_store_are_refused_not_crashed_on(alice_api, ac
     run(response.json()["id"])
     errors = dict(BatchItem.objects.filter(job_id=response.json()["id"]).values_list("row", "errors"))
     assert errors[1] == errors[2] == {"non_field_errors": ["The row contains NUL characters or invalid Unicode."]}
+
+
+def test_an_upload_over_the_size_limit_is_413_from_the_api_and_an_error_in_the_console(
+    alice_api, alice, carol, client, settings
+):
+    from tests.factories import PASSWORD
+
+    upload = "\n".join([HEADER, *good_rows(40)]) + "\n"
+    settings.BATCH_MAX_UPLOAD_BYTES = len(upload.encode()) - 1  # one byte short
+    response = alice_api.post(BATCHES, {"file": csv_file(good_rows(40))}, format="multipart")
+    assert response.status_code == 413 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "too_large" and str(settings.BATCH_MAX_UPLOAD_BYTES) in response.json()["detail"]
+
+    client.login(username=carol.username, password=PASSWORD)
+    page = client.post("/console/batches/", {"client": alice.pk, "file": csv_file(good_rows(40))})
+    assert page.status_code == 200 and f"larger than {settings.BATCH_MAX_UPLOAD_BYTES} bytes" in page.content.decode()
+    assert not BatchJob.objects.exists()
+
+    settings.BATCH_MAX_UPLOAD_BYTES = len(upload.encode())  # exactly at the limit
+    assert alice_api.post(BATCHES, {"file": csv_file(good_rows(40))}, format="multipart").status_code == 202

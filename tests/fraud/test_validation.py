@@ -131,3 +131,32 @@ def test_an_unknown_api_route_is_a_json_404(alice_api):
     response = alice_api.get("/api/v1/nothing-here/")
     assert response.status_code == 404
     assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-27T10:15:00Z", "2026-11-27T12:15:00.5+02:00", "2026-11-27 10:15:00+00:00", "2026-11-27T10:15:00",
+     "2026-11-27T10:15:00,5Z", "27/11/2026 10:15", "2026-W48-5T10:15:00Z", "2026-13-01T00:00:00Z", "", 20261127],
+)  # fmt: skip
+def test_every_input_reads_a_timestamp_the_same_way(text):
+    """Transactions (the field and its fast path) and list expiries read timestamps through one
+    parser: each accepts a text exactly when the others do (their bounds aside)."""
+    from rest_framework import serializers
+
+    from fraud.rules.apis import FutureTimestampField
+    from fraud.transactions.validation import AwareTimestampField, TimestampError, fast_timestamp, parse_timestamp
+
+    def accepts(field: serializers.Field) -> bool:
+        try:
+            field.to_internal_value(text)
+        except serializers.ValidationError:
+            return False
+        return True
+
+    try:
+        parse_timestamp(text)
+        readable = True
+    except TimestampError:
+        readable = False
+    assert accepts(AwareTimestampField()) == readable == (fast_timestamp(text) is not None)
+    assert accepts(FutureTimestampField()) == readable

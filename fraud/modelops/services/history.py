@@ -23,7 +23,7 @@ from fraud.features.store import refresh_statistics
 from fraud.modelops.generator import Generated, generate
 from fraud.models import Channel, Label, LabelSource, Transaction
 from fraud.scoring.services import transaction_score
-from fraud.transactions.builder import canonical_hash
+from fraud.transactions.builder import transaction_from_body
 from fraud.transactions.validation import (
     AmountField,
     AwareTimestampField,
@@ -209,17 +209,9 @@ def history_import_csv(*, owner: User, file: IO[bytes], batch_size: int = 5000) 
             body = {**d, "country": d.get("country", ""), "channel": d.get("channel", "")}
             label_time: datetime | None = d.get("label_time") or (d["timestamp"] + delay if "label" in d else None)
             batch.append(
-                Transaction(
+                transaction_from_body(
                     owner=owner,
-                    transaction_id=d["transaction_id"],
-                    customer_id=d["customer_id"],
-                    merchant_id=d["merchant_id"],
-                    amount=d["amount"],
-                    currency=d["currency"],
-                    country=body["country"],
-                    channel=body["channel"],
-                    timestamp=d["timestamp"],
-                    request_hash=canonical_hash(body),
+                    data=body,
                     label=d.get("label", ""),
                     label_source=LabelSource.IMPORT if "label" in d else "",
                     label_time=label_time,
@@ -266,13 +258,12 @@ def history_generate(
         body = _generated_body(data, i)
         fraud = bool(data.scenario[i])
         batch.append(
-            Transaction(
+            transaction_from_body(
                 owner=owner,
-                request_hash=canonical_hash(body),
+                data=body,
                 label=Label.FRAUD if fraud else "",
                 label_source=LabelSource.GENERATOR if fraud else "",
                 label_time=fx.from_epoch_us(data.label_time_us[i]) if fraud else None,
-                **body,
             )
         )
         if len(batch) >= 10_000:
