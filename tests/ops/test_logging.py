@@ -13,7 +13,7 @@ from django.conf import settings
 
 from cipherguard import context
 from cipherguard.logs import redact
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraud.models import BatchJob, BatchStatus, CaseStatus, DriftReport
 from tests.factories import CaseFactory, TransactionFactory
-from tests.fraud.test_scoring_api import body
+from tests.fraud.scoring.test_scoring_api import body
 
 ROOT = Path(__file__).resolve().parents[2]
 Key = tuple[str, tuple[tuple[str, str], ...]]

@@ -14,7 +14,7 @@ from django.utils import timezone
 from fraud.models import BatchJob, BatchStatus, DriftReport
 from tests.conftest import required_binary
 from tests.factories import TransactionFactory
-from tests.fraud.test_scoring_api import body
+from tests.fraud.scoring.test_scoring_api import body
 from tests.ops.test_metrics import scrape
 
 ROOT = Path(__file__).resolve().parents[2]

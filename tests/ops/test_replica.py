@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from cipherguard.replica import REPLICA, health
 from tests.conftest import _unavailable
 from tests.factories import CaseFactory
-from tests.fraud.test_scoring_api import body
+from tests.fraud.scoring.test_scoring_api import body
 from tests.pg_replica import Replica, ReplicaUnavailableError, start_replica
 
 # The replica alias is attached by the module fixture; these tests may use it.

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from fraud.models import BatchJob, Transaction
 from tests.conftest import jwt_client
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 TABLE = json.loads((Path(__file__).parent / "api_access.json").read_text())
 CASES = [

@@ -13,7 +13,7 @@ from django.db import connection
 from fraud.models import BatchChunk, Transaction
 from fraud.transactions.builder import card_vault
 from fraud.transactions.cards import CardVault, luhn_valid
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 VISA = "4111111111111111"
 MASTERCARD = "5555555555554444"

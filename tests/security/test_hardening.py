@@ -7,7 +7,7 @@ import secrets
 from django.test import Client
 
 from tests.factories import PASSWORD
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 from tests.test_settings import load
 
 

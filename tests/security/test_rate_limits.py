@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
 from tests.factories import PASSWORD
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 NOW = 1_800_000_000.0  # inside one hour, one minute and one second window (see the fixture)
 

@@ -22,7 +22,7 @@ from fraud.cases.services import (
 from fraud.models import Case, CaseOutcome, CaseStatus, Label, LabelSource
 from fraud.rules.services import thresholds_update
 from tests.factories import CaseFactory, UserFactory
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 
 def test_a_review_or_decline_decision_opens_a_case_and_an_approval_does_not(

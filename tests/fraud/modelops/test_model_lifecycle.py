@@ -17,7 +17,7 @@ from fraud.modelops.services.history import history_generate
 from fraud.modelops.services.lifecycle import model_retrain, model_version_activate, model_version_set_shadow
 from fraud.models import ModelStatus, ModelVersion, Transaction
 from tests.factories import ModelVersionFactory
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from django.db import connection
 
 from fraud.models import Transaction
 from tests.conftest import jwt_client
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 
 def test_it_replays_the_stored_result_for_a_repeated_transaction_id(alice_api, alice, active_model):

@@ -14,9 +14,9 @@ from django.db import connection
 
 from fraud.models import BatchItem, BatchJob, BatchStatus, Transaction
 from tests.conftest import _unavailable
-from tests.fraud.test_batch_jobs import BATCHES, csv_file, good_rows
+from tests.fraud.batches.test_batch_jobs import BATCHES, csv_file, good_rows
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

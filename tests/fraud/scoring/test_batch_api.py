@@ -6,7 +6,7 @@ import pytest
 
 from fraud.features import definitions as fx
 from fraud.models import Transaction
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 from tests.helpers import online_features
 
 BATCH = "/api/v1/transactions/batch/"

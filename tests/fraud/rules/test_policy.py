@@ -22,7 +22,7 @@ from fraud.rules.services import (
     rule_save,
 )
 from fraud.scoring.runtime import runtime
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 CARD = "4111111111111111"
 

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from fraud.models import Transaction
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 FUTURE = (timezone.now() + timedelta(days=1)).isoformat()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fraud.models import Transaction
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 
 def test_another_clients_transaction_is_not_found(alice_api, bob_api, active_model):

@@ -197,7 +197,7 @@ def test_an_analyst_uploads_a_batch_watches_it_and_downloads_the_results(console
 
     from fraud.batches.services import batch_process_next_chunk
     from fraud.models import BatchJob
-    from tests.fraud.test_batch_jobs import HEADER, good_rows
+    from tests.fraud.batches.test_batch_jobs import HEADER, good_rows
 
     settings.BATCH_CHUNK_SIZE = 3
     upload = SimpleUploadedFile("mine.csv", ("\n".join([HEADER, *good_rows(5)]) + "\n").encode())

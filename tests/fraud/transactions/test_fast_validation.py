@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fraud.transactions.validation import TransactionInputSerializer, _fast, validate_transaction
-from tests.fraud.test_scoring_api import body
+from tests.fraud.scoring.test_scoring_api import body
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 GOOD = body()

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from fraud.models import LabelSource, Transaction
-from tests.fraud.test_scoring_api import URL, body
+from tests.fraud.scoring.test_scoring_api import URL, body
 
 
 def test_feedback_records_a_label_with_its_source_and_time(alice_api, alice, active_model):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from fraud.batches.services import batch_jobs_resume_stalled, batch_process_next_chunk
 from fraud.models import BatchItem, BatchJob, BatchStatus, Transaction
-from tests.fraud.test_scoring_api import URL, WHEN
+from tests.fraud.scoring.test_scoring_api import URL, WHEN
 
 BATCHES = "/api/v1/batches/"
 HEADER = "transaction_id,customer_id,merchant_id,amount,currency,country,timestamp,channel"
