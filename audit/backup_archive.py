@@ -17,7 +17,7 @@ was not sealed as final) or one with anything after the final record. The keys c
 ``BACKUP_ENCRYPTION_KEY`` through HKDF with a random salt per file, so no two files share a key
 and the counter nonces can never repeat under one key. We chose AES-GCM over Fernet for the
 chunks: the index and final flag go in the nonce instead of a hand-parsed plaintext prefix,
-nothing is base64-inflated by a third, and it is the construction ``fraud/cards.py`` already uses.
+nothing is base64-inflated by a third, and it is the construction ``fraud/transactions/cards.py`` already uses.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ if str(app.conf.broker_url).startswith("filesystem"):
 def task(name: str) -> Task:
     """The task registered under ``name``, for a service that queues work: a task module imports
     the services it calls, so a service sends its task by name instead of importing it back.
-    Every app's tasks are registered when Django starts (``FraudConfig.ready``)."""
+    Apps register their tasks when Django starts (their ``AppConfig.ready`` imports them)."""
     return app.tasks[name]
 
 

@@ -1,4 +1,4 @@
-"""COPY-based bulk inserts (fraud/bulk.py): ids from the sequence, defaults filled, values exact,
+"""COPY-based bulk inserts (cipherguard/bulk.py): ids from the sequence, defaults filled, values exact,
 and a duplicate fails the whole insert with Django's IntegrityError."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Backtests: a rule version and/or new thresholds over a window of stored history, beside the
 current setup (the active thresholds, live rules and list entries), per day and in total.
 
-Features are recomputed offline exactly as scoring computes them online (fraud.features), so a
+Features are recomputed offline exactly as scoring computes them online (fraud.features.definitions), so a
 rule over ``m_risk_7d`` sees what it would have seen. The score is the one stored at scoring
 time; rows never scored (imported history) are scored with the active model. "Confirmed fraud" is
 a fraud label; a flagged transaction without one counts as a false positive."""

@@ -2,7 +2,7 @@
 card-fraud benchmark (Le Borgne et al., *Reproducible Machine Learning for Credit Card Fraud
 Detection — Practical Handbook*, 2022, chapter 3), written from its description. No Django import.
 
-Our own generator (``fraud.generator``) is what we design features against; this one is what the
+Our own generator (``fraud.modelops.generator``) is what we design features against; this one is what the
 published baselines were measured on, so a model is also judged on data it was not shaped for.
 
 The process:

@@ -1,6 +1,6 @@
 """Allow and block lists through the API: an API client manages entries about its own cards,
 customers and merchants (countries and IP ranges, which concern every client, are the admins'
-in the Django admin). Every change goes through fraud.services.policy and is audited."""
+in the Django admin). Every change goes through fraud.rules.services and is audited."""
 
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ def _policy_outcome(
     model_decision: str,
     now: datetime,
 ) -> Outcome:
-    """Lists and rules beside the model (fraud.policy): what matched and what decides."""
+    """Lists and rules beside the model (fraud.rules.policy): what matched and what decides."""
     policy = runtime.policy()
     if policy.empty:
         return Outcome(model_decision, "model")

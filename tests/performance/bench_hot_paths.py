@@ -79,7 +79,7 @@ def test_input_validation_serializer(benchmark, settings):
 
 
 def test_input_validation_fast_path(benchmark, settings):
-    """What a well-formed transaction costs (fraud.validation.validate_transaction)."""
+    """What a well-formed transaction costs (fraud.transactions.validation.validate_transaction)."""
     from fraud.transactions.validation import validate_transaction
 
     settings.FRAUD_MAX_FUTURE_SKEW_SECONDS = 10**9

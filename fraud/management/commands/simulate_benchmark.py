@@ -12,7 +12,7 @@ from fraud.modelops.simulator import BENCHMARK_HEADER, benchmark_csv_rows, simul
 
 class Command(BaseCommand):
     help = (
-        "Write a labelled history from the public card-fraud benchmark's process (fraud.simulator) as a CSV in "
+        "Write a labelled history from the public card-fraud benchmark's process (fraud.modelops.simulator) as a CSV in "
         "the benchmark's own layout, for `import_transactions` and `evaluate_model`."
     )
 

@@ -162,11 +162,11 @@ def model_quality(
 
     builders = {
         "benchmark_simulator": (
-            "the public benchmark's process (fraud.simulator): 5,000 customers, 10,000 terminals",
+            "the public benchmark's process (fraud.modelops.simulator): 5,000 customers, 10,000 terminals",
             lambda seed: simulate(start=start, days=70, seed=seed),
         ),
         "cipherguard_generator": (
-            "our generator (fraud.generator): 2,000 customers, 300 merchants, five scenarios",
+            "our generator (fraud.modelops.generator): 2,000 customers, 300 merchants, five scenarios",
             lambda seed: generate(start=start, days=70, customers=2000, merchants=300, seed=seed),
         ),
     }

@@ -1,4 +1,4 @@
-"""The benchmark-style simulator (fraud.simulator): deterministic, and its fraud follows the
+"""The benchmark-style simulator (fraud.modelops.simulator): deterministic, and its fraud follows the
 published process."""
 
 from __future__ import annotations
