@@ -206,7 +206,7 @@ def history_import_csv(*, owner: User, file: IO[bytes], batch_size: int = 5000) 
                 report.bad.append((line, {"transaction_id": ["Repeats an earlier row of this file."]}))
                 continue
             seen.add(d["transaction_id"])
-            body = {**d, "country": d.get("country", ""), "channel": d.get("channel", "")}
+            body = {**d, "country": d.get("country", "")}  # the builder and the hash default the channel
             label_time: datetime | None = d.get("label_time") or (d["timestamp"] + delay if "label" in d else None)
             batch.append(
                 transaction_from_body(
