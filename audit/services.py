@@ -3,7 +3,10 @@ transaction as the change it describes: both commit or neither does."""
 
 from __future__ import annotations
 
+import logging
+import os
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -11,11 +14,14 @@ from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from audit.chain import GENESIS, compute_mac
+from audit.checkpoints import LOGGER, Checkpoint, checkpoint_seal
 from audit.models import ActorType, AuditChainHead, AuditEvent
 from cipherguard import context
 
 if TYPE_CHECKING:  # the audit trail sits below the apps that record in it; it only types its actor
     from accounts.models import User
+
+checkpoint_logger = logging.getLogger(LOGGER)
 
 # Never recorded, whatever a caller passes: secrets and card data do not belong in the trail.
 _REDACTED_KEYS = {"password", "token", "access", "refresh", "card_number", "pan", "cvv", "cvc", "secret"}
@@ -117,3 +123,28 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, An
     """Only the keys whose values differ, as (before, after)."""
     keys = [k for k in after if before.get(k) != after.get(k)]
     return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+
+
+def audit_checkpoint_write() -> Checkpoint:
+    """Anchor the chain head outside the database: seal (seq, MAC, now) with the audit MAC key,
+    log it on ``audit.checkpoint`` (the fields as the record's extras, so the JSON log carries
+    them) and append it as one JSON line to ``AUDIT_CHECKPOINT_FILE``.
+
+    An empty trail gets a checkpoint too (seq 0, the genesis MAC): a gap in the checkpoints then
+    always means the writer stopped, never that there was nothing to say."""
+    # No lock: the head row and its event commit in one transaction, so this read sees a head
+    # whose event exists; an append racing it is simply in the next checkpoint.
+    head = AuditChainHead.objects.filter(singleton=1).first()
+    seq, mac = (head.seq, head.mac or GENESIS) if head is not None else (0, GENESIS)
+    checkpoint = checkpoint_seal(mac_key(), seq=seq, mac=mac, at=timezone.now().isoformat())
+    # The log first: it is shipped off the host at once, so it holds even when the file cannot
+    # be written (which then fails the task, and the task-failure alert says so).
+    checkpoint_logger.info("audit checkpoint #%s", seq, extra=checkpoint.as_dict())
+    path = Path(settings.AUDIT_CHECKPOINT_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One write of one short line in append mode: concurrent writers cannot interleave within it.
+    with path.open("a", encoding="utf-8") as file:
+        file.write(checkpoint.to_line() + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    return checkpoint

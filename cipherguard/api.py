@@ -3,13 +3,17 @@ input serializers."""
 
 from __future__ import annotations
 
+import codecs
+import json
+import math
 from http import HTTPStatus
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
@@ -78,13 +82,58 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     return response
 
 
+def invalid_field(field: str, message: str) -> exceptions.ValidationError:
+    """A 400 naming the field, for inputs checked outside a serializer (path, cursor, JSON)."""
+    return exceptions.ValidationError({field: [message]})
+
+
+# PostgreSQL's bigint: a larger path id would fail in the database, not here.
+MAX_ID = 2**63 - 1
+
+
+def path_int(value: int, field: str) -> int:
+    """An integer id from the URL (Django's ``int`` converter takes any number of digits)."""
+    if value > MAX_ID:
+        raise invalid_field(field, f"Ensure this value is less than or equal to {MAX_ID}.")
+    return value
+
+
+def path_int_schema(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(
+        name, {"type": "integer", "minimum": 0, "maximum": MAX_ID}, OpenApiParameter.PATH, description=description
+    )
+
+
 class Pagination(CursorPagination):
-    """Cursor pagination: stable under inserts and no COUNT(*) over large tables."""
+    """Cursor pagination: stable under inserts and no COUNT(*) over large tables.
+
+    A cursor comes back from the client, so it is checked like any input: DRF decodes it but
+    hands its position to the database as it is, and a forged one (``p=x`` against a timestamp)
+    would fail there."""
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = settings.API_MAX_PAGE_SIZE
     ordering = ("-timestamp", "-id")
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        self._model = queryset.model
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request: Any) -> Any:
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise invalid_field("cursor", "Invalid cursor.") from None
+        if cursor is not None and cursor.position is not None:
+            field = self._model._meta.get_field(self.ordering[0].lstrip("-"))
+            try:
+                value = field.to_python(cursor.position)
+            except (DjangoValidationError, ValueError, TypeError, OverflowError):
+                value = None
+            if value is None or "\x00" in cursor.position:
+                raise invalid_field("cursor", "Invalid cursor.")
+        return cursor
 
 
 def page_of(name: str, item: serializers.Serializer) -> serializers.Serializer:
@@ -128,20 +177,51 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
+def _non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Every JSON object of a request: duplicate keys are refused (Python keeps the last one
+    silently, so two parties could read one body differently), and so are numbers no database
+    column holds (``1e309`` parses to infinity, which PostgreSQL refuses in jsonb)."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise invalid_field(key, "Duplicate key in the JSON object.")
+        if _non_finite(value):
+            raise invalid_field(key, "A number must be finite.")
+        data[key] = value
+    return data
+
+
 class SafeJSONParser(JSONParser):
-    """DRF's JSON parser with a body-size limit (413) and a 400 for absurdly nested documents
-    (the standard library raises RecursionError on them, which would otherwise be a 500)."""
+    """DRF's JSON parser, stricter: a body-size limit (413), a 400 for absurdly nested documents
+    (the standard library raises RecursionError on them, which would otherwise be a 500), and a
+    400 naming the key for a duplicate key or a number that is not finite."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
         # DRF reads the body itself, so Django's DATA_UPLOAD_MAX_MEMORY_SIZE never applies to JSON.
-        request = (parser_context or {}).get("request")
+        parser_context = parser_context or {}
+        request = parser_context.get("request")
         length = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
         if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
             raise RequestTooLarge()
+        encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
+        # NaN and Infinity literals parse to floats, so that the key holding one can be named.
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = json.load(codecs.getreader(encoding)(stream), object_pairs_hook=_strict_object, parse_constant=float)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - the document is nested too deeply.") from None
+        except ValueError as exc:
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        if _non_finite(data):
+            raise exceptions.ParseError("JSON parse error - a number must be finite.")
+        return data
 
 
 class ProblemSerializer(serializers.Serializer):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from cipherguard import context
+from cipherguard.views import database_unavailable, is_database_unavailable
 
 
 class RequestContextMiddleware:
@@ -40,3 +41,21 @@ class ApiNoStoreMiddleware:
         if request.path.startswith("/api/"):
             response["Cache-Control"] = "no-store"
         return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that meets a database it cannot reach (refused, dropped, pool exhausted, statement
+    timed out) answers 503 with ``Retry-After`` at once: the client retries, nothing is half
+    done (the view's transaction never committed), and no 500 reaches the client. Errors raised
+    outside a view (in another middleware) are turned into the same 503 by ``server_error``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if is_database_unavailable(exception):
+            return database_unavailable(request, exception)
+        return None

@@ -47,6 +47,11 @@ ENCRYPTION_KEY = env_str("ENCRYPTION_KEY", _DEV_ENCRYPTION_KEY)
 # Keys the audit trail's HMAC chain. Kept out of the database on purpose: whoever can rewrite the
 # audit table cannot recompute the chain without it.
 AUDIT_MAC_KEY = env_str("AUDIT_MAC_KEY", _DEV_AUDIT_MAC_KEY)
+# Where the chain head's sealed checkpoints are appended (JSON lines; they also go to the log as
+# `audit.checkpoint`), and how often: the table owner who can cut the chain's tail can rewind the
+# head row too, but not these. Ship the file off the host (docs/runbooks/audit-chain.md).
+AUDIT_CHECKPOINT_FILE = Path(env_str("AUDIT_CHECKPOINT_FILE", str(VAR_DIR / "audit-checkpoints.jsonl")))
+AUDIT_CHECKPOINT_SECONDS = env_int("AUDIT_CHECKPOINT_SECONDS", 300, minimum=10)
 # Card numbers: encrypted with ENCRYPTION_KEY (older keys, comma-separated, still decrypt while
 # `manage.py rotate_encryption_key` re-encrypts); fingerprinted with PAN_FINGERPRINT_KEY, which
 # must not rotate with the encryption key or every card's history would be orphaned.
@@ -110,6 +115,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "cipherguard.middleware.RequestContextMiddleware",
+    "cipherguard.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -150,7 +156,14 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 DB_POOL_SIZE = env_int("DB_POOL_SIZE", 20, minimum=1)
 DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 2, minimum=0)
-DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 5.0, minimum=0.1)
+# A database outage must fail a request fast (503 + Retry-After, cipherguard/middleware.py), not
+# hold it: a bounded wait for a pooled connection, for a new connection (libpq's minimum is 2 s),
+# and for any one statement. Long maintenance statements (migrations, retraining) run in
+# processes that may set DB_STATEMENT_TIMEOUT=0 (off).
+DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 3.0, minimum=0.1)
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 2, minimum=2)
+DB_STATEMENT_TIMEOUT = env_float("DB_STATEMENT_TIMEOUT", 30.0, minimum=0.0)
+DB_RETRY_AFTER_SECONDS = env_int("DB_RETRY_AFTER_SECONDS", 5, minimum=1)
 if DATABASE_URL:
     DATABASES = {
         "default": {
@@ -160,6 +173,9 @@ if DATABASE_URL:
             # request that cannot get a connection within `timeout` seconds fails fast instead of
             # queueing forever. A pool requires CONN_MAX_AGE=0 (the pool keeps connections alive).
             "CONN_MAX_AGE": 0,
+            # With the pool, Django checks a connection as it is handed out (one round trip): after
+            # a database restart the dead ones are replaced instead of failing a request.
+            "CONN_HEALTH_CHECKS": True,
             "OPTIONS": {
                 "pool": {
                     "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_SIZE),
@@ -168,6 +184,17 @@ if DATABASE_URL:
                     "max_idle": 300,
                     "max_lifetime": 3600,
                 },
+                "connect_timeout": DB_CONNECT_TIMEOUT,
+                # A peer that vanishes (host down, network cut) is noticed in ~10 s, not in hours.
+                "keepalives": 1,
+                "keepalives_idle": 5,
+                "keepalives_interval": 2,
+                "keepalives_count": 3,
+                **(
+                    {"options": f"-c statement_timeout={int(DB_STATEMENT_TIMEOUT * 1000)}"}
+                    if DB_STATEMENT_TIMEOUT
+                    else {}
+                ),
                 # Server-side binding and prepared statements: psycopg prepares a statement once
                 # it has run this many times on a connection, and pooled connections then skip
                 # planning the hot queries (the feature query planned in ~1.4 ms, ran in ~0.4 ms).
@@ -250,8 +277,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
-    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60)}
+    else {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 7200, minimum=60), "socket_connect_timeout": 2}
 )
+# A broker that is down must not hold an HTTP request for long: a publish gives up within about
+# 3 s (connect 2 s, then two quick retries), and what was not queued is resumed later
+# (fraud/batches/services.py).
+CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
@@ -274,10 +306,13 @@ if RETRAIN_SCHEDULE not in {*_RETRAIN_CRON, "off"}:
 
 def _beat_schedule() -> dict[str, dict[str, object]]:
     schedule: dict[str, dict[str, object]] = {
-        # Every minute: re-queue batch jobs whose worker died (no progress for BATCH_STALL_SECONDS).
-        "resume-stalled-batch-jobs": {"task": "fraud.tasks.batch_jobs_resume_stalled", "schedule": 60.0},
+        # Every 10 s: re-queue batch jobs whose worker died (no sign of life for BATCH_STALL_SECONDS;
+        # a job being worked on holds its row lock and is never taken for stalled).
+        "resume-stalled-batch-jobs": {"task": "fraud.tasks.batch_jobs_resume_stalled", "schedule": 10.0},
         # Every day at 01:10: yesterday's score and feature drift against the training data.
         "daily-drift-report": {"task": "fraud.tasks.drift_report_daily", "schedule": crontab(hour=1, minute=10)},
+        # Every 5 minutes by default (AUDIT_CHECKPOINT_SECONDS): seal the audit chain head into the log and a file.
+        "audit-checkpoint": {"task": "audit.tasks.audit_checkpoint_write", "schedule": float(AUDIT_CHECKPOINT_SECONDS)},
     }
     if RETRAIN_SCHEDULE != "off":
         # Every Monday at 03:00 by default: train a candidate and compare it with the live model.
@@ -297,8 +332,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 10_000, minimum=10, maximum=50_000)
 BATCH_MAX_UPLOAD_BYTES = env_int("BATCH_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
 BATCH_MAX_JSON_ITEMS = env_int("BATCH_MAX_JSON_ITEMS", 10_000, minimum=1)
-# A running job whose last chunk finished longer ago than this is taken to have lost its worker.
-BATCH_STALL_SECONDS = env_int("BATCH_STALL_SECONDS", 300, minimum=1)
+# A job with no sign of life (a chunk committed, a dispatch) for this long, and whose row no
+# worker holds locked, is taken to have lost its worker or its message. With the 10-s resume,
+# a job whose worker died resumes within 40 s of a worker being available.
+BATCH_STALL_SECONDS = env_int("BATCH_STALL_SECONDS", 30, minimum=1)
 MODEL_AUTO_PROMOTE_MARGIN = env_float("MODEL_AUTO_PROMOTE_MARGIN", -1.0)  # < 0: never promote automatically
 
 # --- Auth --------------------------------------------------------------------------------------
@@ -422,7 +459,13 @@ AUDIT_TRIGGERS = True
 # endpoints and the console login; per API client on the API, an hourly quota (raised per client
 # by admins) and a per-second burst limit. See docs/security.md for what happens without Redis.
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
-RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)
+RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60, minimum=1)  # console sign-in, per IP
+# Token requests with a password, per IP. Defaults to RATE_LIMIT_PER_MINUTE, which covered all
+# token requests before refresh had its own limit, so existing deployments keep their value.
+RATE_LIMIT_TOKEN_PER_MINUTE = env_int("RATE_LIMIT_TOKEN_PER_MINUTE", RATE_LIMIT_PER_MINUTE, minimum=1)
+# Token refreshes, per IP and account (accounts/apis.py): clients behind one NAT each get their own
+# budget, and refreshing never uses up sign-in's.
+RATE_LIMIT_REFRESH_PER_MINUTE = env_int("RATE_LIMIT_REFRESH_PER_MINUTE", 60, minimum=1)
 RATE_LIMIT_USER_PER_HOUR = env_int("RATE_LIMIT_USER_PER_HOUR", 1000, minimum=1)
 RATE_LIMIT_BURST_PER_SECOND = env_int("RATE_LIMIT_BURST_PER_SECOND", 20, minimum=1)
 RATELIMIT_ENABLE = RATE_LIMIT_ENABLED

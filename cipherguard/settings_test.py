@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 from cipherguard.env import env_str
 from cipherguard.settings import *  # noqa: F403
 
@@ -30,3 +34,6 @@ AXES_ENABLED = False
 RATE_LIMIT_ENABLED = False
 # Tests change users and expect the next request to see it; the cache has its own tests.
 API_USER_CACHE_SECONDS = 0.0
+# A developer's own checkpoints (var/, written by a local beat) describe another database: the
+# suite never checks its chains against them. Tests that write checkpoints name their own file.
+AUDIT_CHECKPOINT_FILE = Path(tempfile.gettempdir()) / f"cipherguard-test-checkpoints-{os.getpid()}.jsonl"

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import hmac
 import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.signals import request_finished
-from django.db import connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -34,28 +40,34 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-@require_GET
-@never_cache
-def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: database, cache and what the apps check (an active model) are all usable; 503
-    otherwise."""
+# Readiness answers within READY_DEADLINE whatever the services do: the checks run on a small
+# pool of threads, and one that has not answered by then counts as unavailable (a stopped
+# database can hold a connect for its whole timeout). At most READY_THREADS checks hang at once;
+# later probes then find the pool busy and answer "unavailable" without queueing more.
+READY_DEADLINE = 0.8
+READY_THREADS = 4
+_ready_pool = ThreadPoolExecutor(max_workers=READY_THREADS, thread_name_prefix="readyz")
+_ready_busy = threading.BoundedSemaphore(READY_THREADS)
+
+
+def _database_check() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return "ok"
+
+
+def _cache_check() -> str:
+    cache.set("readyz", "1", timeout=5)
+    return "ok" if cache.get("readyz") == "1" else "unavailable"
+
+
+def _apps_check(database: str) -> dict[str, str]:
+    """The apps' checks, in the request's own thread (they read what the request can see). They
+    run only once the database has answered, so they do not hang on it."""
     checks: dict[str, str] = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = "ok"
-    except Exception as exc:  # any failure means "not ready", never a 500
-        logger.warning("readiness: database unavailable: %s", type(exc).__name__)
-        checks["database"] = "unavailable"
-    try:
-        cache.set("readyz", "1", timeout=5)
-        checks["cache"] = "ok" if cache.get("readyz") == "1" else "unavailable"
-    except Exception as exc:
-        logger.warning("readiness: cache unavailable: %s", type(exc).__name__)
-        checks["cache"] = "unavailable"
     for offer in app_hooks("readiness_checks"):
         for name, check in offer().items():
-            if checks["database"] != "ok":
+            if database != "ok":
                 checks[name] = "unknown"  # every app check reads the database
                 continue
             try:
@@ -63,8 +75,59 @@ def readyz(request: HttpRequest) -> JsonResponse:
             except Exception as exc:
                 logger.warning("readiness: %s unavailable: %s", name, type(exc).__name__)
                 checks[name] = "unavailable"
-    ready = all(v != "unavailable" and v != "unknown" for v in checks.values())
+    return checks
+
+
+def _in_thread(check: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
+        try:
+            return check()
+        finally:
+            connections.close_all()  # this thread's connection goes back to the pool
+            _ready_busy.release()
+
+    return run
+
+
+@require_GET
+@never_cache
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: database, cache and what the apps check (an active model) are all usable; 503
+    otherwise, and an answer within a second either way."""
+    deadline = time.monotonic() + READY_DEADLINE
+    futures: dict[str, object] = {}
+    checks: dict[str, str] = {}
+    if connection.vendor == "sqlite":
+        # A local file cannot hang on a network, and a thread would not see a test's database.
+        checks["database"] = _outcome("database", _done(_database_check), deadline)
+    else:
+        futures["database"] = _ready_pool.submit(_in_thread(_database_check)) if _ready_busy.acquire(False) else None
+    futures["cache"] = _ready_pool.submit(_in_thread(_cache_check)) if _ready_busy.acquire(False) else None
+    checks.update({name: _outcome(name, future, deadline) for name, future in futures.items()})
+    checks.update(_apps_check(checks["database"]))
+    ready = all(v not in ("unavailable", "unknown") for v in checks.values())
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+
+
+def _done(check: Callable[[], object]) -> Future[object]:
+    future: Future[object] = Future()
+    try:
+        future.set_result(check())
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _outcome(name: str, future: object, deadline: float) -> str:
+    if future is None:
+        return "unavailable"  # earlier checks of this process are still hanging
+    try:
+        return str(future.result(timeout=max(0.0, deadline - time.monotonic())))  # type: ignore[attr-defined]
+    except FutureTimeout:
+        logger.warning("readiness: %s did not answer within %.1f s", name, READY_DEADLINE)
+    except Exception as exc:  # any failure means "not ready", never a 500
+        logger.warning("readiness: %s unavailable: %s", name, type(exc).__name__)
+    return "unavailable"
 
 
 @require_GET
@@ -112,5 +175,29 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return _error(request, 404, "Nothing here.")
 
 
+def is_database_unavailable(exc: BaseException | None) -> bool:
+    """The database could not be reached or did not answer in time (refused, dropped, pool
+    exhausted, statement timeout): a reason to retry, not a bug. Integrity and data errors are
+    not in this family; they are bugs, or inputs that should have been refused earlier."""
+    while exc is not None:
+        if isinstance(exc, OperationalError | InterfaceError):
+            return True
+        if isinstance(exc, DatabaseError):
+            return False
+        exc = exc.__cause__
+    return False
+
+
+def database_unavailable(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+    response = _error(request, 503, "The service is briefly unavailable. Retry after a few seconds.")
+    response["Retry-After"] = str(settings.DB_RETRY_AFTER_SECONDS)
+    return response
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
+    exc = sys.exc_info()[1]
+    if is_database_unavailable(exc):
+        # Raised outside a view, where DatabaseUnavailableMiddleware does not see it.
+        return database_unavailable(request, exc)  # type: ignore[arg-type]
     return _error(request, 500, "Something went wrong on our side. It has been logged.")

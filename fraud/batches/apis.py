@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cipherguard.api import IsApiClient, SafeJSONParser, problem_response, problems
+from cipherguard.api import IsApiClient, SafeJSONParser, path_int, path_int_schema, problem_response, problems
 from fraud.batches.selectors import batch_get_for_client
 from fraud.batches.services import (
     BatchInputError,
@@ -109,12 +109,19 @@ class BatchCreateApi(APIView):
         return Response(job_data(job, request), status=status.HTTP_202_ACCEPTED)
 
 
+JOB_ID = path_int_schema("job_id", "The batch job's id, as the upload returned it.")
+
+
 class BatchDetailApi(APIView):
     permission_classes = [IsApiClient]
 
-    @extend_schema(operation_id="batches_retrieve", responses={200: JOB_RESPONSE, **problems(401, 403, 404)})
+    @extend_schema(
+        operation_id="batches_retrieve",
+        parameters=[JOB_ID],
+        responses={200: JOB_RESPONSE, **problems(400, 401, 403, 404)},
+    )
     def get(self, request: Request, job_id: int) -> Response:
-        job = batch_get_for_client(client=request.user, job_id=job_id)
+        job = batch_get_for_client(client=request.user, job_id=path_int(job_id, "job_id"))
         data = job_data(job, request)
         # The first 100 row errors here; all of them in the results CSV.
         data["errors"] = [
@@ -128,10 +135,13 @@ class BatchCancelApi(APIView):
     permission_classes = [IsApiClient]
 
     @extend_schema(
-        operation_id="batches_cancel", request=None, responses={200: JOB_RESPONSE, **problems(401, 403, 404)}
+        operation_id="batches_cancel",
+        parameters=[JOB_ID],
+        request=None,
+        responses={200: JOB_RESPONSE, **problems(400, 401, 403, 404)},
     )
     def post(self, request: Request, job_id: int) -> Response:
-        job = batch_cancel(job=batch_get_for_client(client=request.user, job_id=job_id))
+        job = batch_cancel(job=batch_get_for_client(client=request.user, job_id=path_int(job_id, "job_id")))
         return Response(job_data(job, request))
 
 
@@ -140,15 +150,16 @@ class BatchResultsApi(APIView):
 
     @extend_schema(
         operation_id="batches_results",
+        parameters=[JOB_ID],
         responses={
             (200, "text/csv"): OpenApiResponse(
                 description="row, transaction_id, status, fraud_score, decision, model_version, errors"
             ),
-            **problems(401, 403, 404),
+            **problems(400, 401, 403, 404),
         },
     )
     def get(self, request: Request, job_id: int) -> StreamingHttpResponse:
-        job = batch_get_for_client(client=request.user, job_id=job_id)
+        job = batch_get_for_client(client=request.user, job_id=path_int(job_id, "job_id"))
         response = StreamingHttpResponse(batch_result_lines(job), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="batch-{job.pk}-results.csv"'
         return response

@@ -10,7 +10,12 @@ from fraud.models import BatchJob
 
 
 def batch_get_for_client(*, client: Any, job_id: int) -> BatchJob:
-    job = BatchJob.objects.select_related("model_version").filter(pk=job_id, owner=client).first()
+    job = (
+        BatchJob.objects.select_related("model_version")
+        .defer("model_version__artifact")
+        .filter(pk=job_id, owner=client)
+        .first()
+    )
     if job is None:
         raise Http404("No such batch job.")
     return job

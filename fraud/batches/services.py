@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import IO, Any
@@ -16,6 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from accounts.models import User
 from cipherguard import celery, metrics
@@ -24,6 +26,8 @@ from fraud.models import BatchChunk, BatchItem, BatchJob, BatchStatus
 from fraud.scoring.runtime import NoActiveModelError, runtime
 from fraud.scoring.services import transactions_score_many
 from fraud.transactions.validation import validate_transaction
+
+logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("transaction_id", "customer_id", "merchant_id", "amount", "currency", "country", "timestamp")
 OPTIONAL_COLUMNS = ("channel",)
@@ -45,8 +49,13 @@ class BatchTooLargeError(BatchInputError):
 PROCESS_TASK = "fraud.tasks.batch_job_process"
 
 
-def _enqueue(job_id: int) -> None:
-    celery.task(PROCESS_TASK).delay(job_id)
+def _enqueue(job_id: int, dispatch: int) -> None:
+    """Queue the job's next task. A broker that is down loses nothing: the job is stored, and
+    the resume (on worker start and every few seconds from beat) queues it once it is back."""
+    try:
+        celery.task(PROCESS_TASK).delay(job_id, dispatch)
+    except (KombuError, OSError) as exc:  # kombu's OperationalError, or a socket error: not queued now
+        logger.warning("batch job %s stored but not queued (%s); it will be resumed", job_id, type(exc).__name__)
 
 
 def _storable(value: Any) -> bool:
@@ -97,7 +106,7 @@ def _create(owner: User, source: str, filename: str, rows: Iterable[dict[str, An
             raise BatchInputError("file" if source == "csv" else "transactions", "The batch has no rows.")
         job.total, job.chunk_count = total, index
         job.save(update_fields=["total", "chunk_count"])
-        transaction.on_commit(lambda: _enqueue(job.pk))
+        transaction.on_commit(lambda: _enqueue(job.pk, job.dispatch))
     return job
 
 
@@ -161,24 +170,25 @@ def _validate(raw: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     return None, {k: [str(m) for m in v] for k, v in errors.items()}
 
 
-def batch_process_next_chunk(*, job_id: int) -> bool:
-    """Process the job's next chunk; True when more chunks remain.
+def batch_process_next_chunk(*, job_id: int, dispatch: int | None = None) -> bool:
+    """Process the job's next chunk; True when the caller's chain should queue the next task.
 
     The job row is locked for the chunk (``FOR UPDATE``): two deliveries of the same task
-    queue up on it, and the second sees the chunk already done."""
+    queue up on it, and the second sees the chunk already done. A task of a chain the job no
+    longer runs on (``dispatch`` older than the job's; see ``batch_jobs_resume_stalled``) still
+    does its chunk, but asks for no successor."""
     with transaction.atomic():
         job = BatchJob.objects.select_for_update().select_related("owner").get(pk=job_id)
         if job.status not in (BatchStatus.QUEUED, BatchStatus.RUNNING) or job.chunks_done >= job.chunk_count:
             return False
-        now = timezone.now()
         if job.status == BatchStatus.QUEUED:
             try:
                 model, _ = runtime.current()
             except NoActiveModelError as exc:
-                job.status, job.error, job.finished_at = BatchStatus.FAILED, str(exc), now
+                job.status, job.error, job.finished_at = BatchStatus.FAILED, str(exc), timezone.now()
                 job.save(update_fields=["status", "error", "finished_at"])
                 return False
-            job.status, job.started_at, job.model_version_id = BatchStatus.RUNNING, now, model.id
+            job.status, job.started_at, job.model_version_id = BatchStatus.RUNNING, timezone.now(), model.id
         chunk = BatchChunk.objects.get(job=job, index=job.chunks_done)
         valid: list[tuple[int, dict[str, Any]]] = []
         items: list[BatchItem] = []
@@ -202,14 +212,15 @@ def batch_process_next_chunk(*, job_id: int) -> bool:
         job.failed += bad
         job.scored += len(items) - bad
         job.chunks_done += 1
-        job.heartbeat_at = now
+        # Stamped when the chunk is done, not when it began: the chunk's own time is not a stall.
+        job.heartbeat_at = timezone.now()
         done = job.chunks_done == job.chunk_count
         if done:
-            job.status, job.finished_at = BatchStatus.SUCCEEDED, timezone.now()
+            job.status, job.finished_at = BatchStatus.SUCCEEDED, job.heartbeat_at
         job.save()
         chunk.rows = None  # processed: the results live in BatchItem now
         chunk.save(update_fields=["rows"])
-    return not done
+    return not done and (dispatch is None or dispatch == job.dispatch)
 
 
 def batch_cancel(*, job: BatchJob) -> BatchJob:
@@ -222,18 +233,32 @@ def batch_cancel(*, job: BatchJob) -> BatchJob:
 
 
 def batch_jobs_resume_stalled(*, stalled_for: timedelta | None = None) -> list[int]:
-    """Re-queue queued or running jobs that made no progress for ``stalled_for`` (a worker was
-    killed, or its message was lost). A duplicate task is harmless (see above)."""
+    """Start a new task chain for each queued or running job that showed no sign of life for
+    ``stalled_for`` (its worker was killed, or its message was lost or never sent).
+
+    A job whose row is locked is being worked on right now, however long its chunk takes, so
+    it is skipped (``SKIP LOCKED``): a killed worker's transaction is rolled back and its lock
+    released when its connection dies, which is what makes the short default window safe."""
     cutoff = timezone.now() - (stalled_for or timedelta(seconds=settings.BATCH_STALL_SECONDS))
-    stalled = list(
+    stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    candidates = list(
         BatchJob.objects.filter(status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
-        .filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff))
+        .filter(stale)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    for job_id in stalled:
-        _enqueue(job_id)
-    return stalled
+    resumed: list[int] = []
+    for job_id in candidates:
+        with transaction.atomic():
+            job = BatchJob.objects.select_for_update(skip_locked=True).filter(pk=job_id).filter(stale).first()
+            if job is None or job.status not in (BatchStatus.QUEUED, BatchStatus.RUNNING):
+                continue
+            job.dispatch += 1
+            job.heartbeat_at = timezone.now()  # one resume per window, not one per beat
+            job.save(update_fields=["dispatch", "heartbeat_at"])
+            transaction.on_commit(lambda job=job: _enqueue(job.pk, job.dispatch))
+        resumed.append(job_id)
+    return resumed
 
 
 RESULT_COLUMNS = ("row", "transaction_id", "status", "fraud_score", "decision", "model_version", "errors")
@@ -251,22 +276,32 @@ def batch_result_lines(job: BatchJob) -> Iterator[str]:
         return buffer.getvalue()
 
     yield line(RESULT_COLUMNS)
-    items = (
+    # Plain tuples from one server-side cursor (PostgreSQL): a fixed number of queries and bounded
+    # memory whatever the job's size, and no model instance, whose join would load the artifact.
+    rows = (
         BatchItem.objects.filter(job=job)
-        .select_related("transaction", "transaction__model_version")
         .order_by("row")
+        .values_list(
+            "row",
+            "transaction__transaction_id",
+            "status",
+            "transaction__fraud_score",
+            "transaction__decision",
+            "transaction__model_version__version",
+            "errors",
+        )
         .iterator(chunk_size=2000)
     )
-    for item in items:
-        tx = item.transaction
+    for row, transaction_id, status, score, decision, version, errors in rows:
+        scored = status < 400
         yield line(
             (
-                item.row,
-                tx.transaction_id if tx else "",
-                item.status,
-                tx.fraud_score if tx and item.status < 400 else "",
-                tx.decision if tx and item.status < 400 else "",
-                tx.model_version.version if tx and tx.model_version and item.status < 400 else "",
-                "; ".join(f"{k}: {' '.join(v)}" for k, v in (item.errors or {}).items()),
+                row,
+                transaction_id or "",
+                status,
+                score if scored and score is not None else "",
+                decision if scored and decision else "",
+                version if scored and version else "",
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in (errors or {}).items()),
             )
         )

@@ -27,6 +27,7 @@ def case_get_for_user(*, user: User, case_id: int) -> Case:
         raise Http404("No such case.")
     case = (
         Case.objects.select_related("transaction", "transaction__owner", "transaction__model_version", "assignee")
+        .defer("transaction__model_version__artifact")
         .filter(pk=case_id)
         .first()
     )

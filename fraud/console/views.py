@@ -327,7 +327,9 @@ def batches(request: HttpRequest) -> HttpResponse:
 @require_GET
 @analyst_required
 def batch_detail(request: HttpRequest, job_id: int) -> HttpResponse:
-    job = get_object_or_404(BatchJob.objects.select_related("owner", "model_version"), pk=job_id)
+    job = get_object_or_404(
+        BatchJob.objects.select_related("owner", "model_version").defer("model_version__artifact"), pk=job_id
+    )
     errors = BatchItem.objects.filter(job=job, status__gte=400).order_by("row")[:50]
     live = job.status in (BatchStatus.QUEUED, BatchStatus.RUNNING)
     return render(request, "console/batch.html", {"job": job, "errors": errors, "live": live})
@@ -346,7 +348,9 @@ def batch_results(request: HttpRequest, job_id: int) -> StreamingHttpResponse:
 @analyst_required
 @replica_reads
 def drift(request: HttpRequest) -> HttpResponse:
-    reports = list(DriftReport.objects.select_related("model_version").order_by("-day")[:60])
+    reports = list(
+        DriftReport.objects.select_related("model_version").defer("model_version__artifact").order_by("-day")[:60]
+    )
     chronological = list(reversed(reports))
     latest = reports[0] if reports else None
     top = sorted(latest.feature_psi.items(), key=lambda kv: -kv[1])[:10] if latest else []

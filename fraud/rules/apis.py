@@ -21,6 +21,8 @@ from cipherguard.api import (
     SafeJSONParser,
     StrictSerializer,
     page_of,
+    path_int,
+    path_int_schema,
     problem_response,
     problems,
 )
@@ -123,8 +125,13 @@ class ListEntriesApi(APIView):
 class ListEntryDetailApi(APIView):
     permission_classes = [IsApiClient]
 
-    @extend_schema(operation_id="lists_destroy", responses={204: None, **problems(401, 403, 404)})
+    @extend_schema(
+        operation_id="lists_destroy",
+        parameters=[path_int_schema("entry_id", "The list entry's id.")],
+        responses={204: None, **problems(400, 401, 403, 404)},
+    )
     def delete(self, request: Request, entry_id: int) -> Response:
+        entry_id = path_int(entry_id, "entry_id")
         entry = ListEntry.objects.filter(pk=entry_id, owner=request.user, removed_at__isnull=True).first()
         if entry is None:
             return problem_response(status.HTTP_404_NOT_FOUND, "No such list entry.")

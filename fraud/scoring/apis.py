@@ -24,8 +24,12 @@ from fraud.transactions.validation import (
     IdentifierField,
     TransactionInputSerializer,
     currency_decimals,
+    path_identifier,
+    path_identifier_schema,
     validate_transaction,
 )
+
+TRANSACTION_ID = path_identifier_schema("transaction_id", "The transaction_id the client scored it under.")
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -234,9 +238,12 @@ class TransactionDetailApi(APIView):
     permission_classes = [IsApiClient]
 
     @extend_schema(
-        operation_id="transactions_retrieve", responses={200: TransactionOutputSerializer, **problems(401, 403, 404)}
+        operation_id="transactions_retrieve",
+        parameters=[TRANSACTION_ID],
+        responses={200: TransactionOutputSerializer, **problems(400, 401, 403, 404)},
     )
     def get(self, request: Request, transaction_id: str) -> Response:
+        transaction_id = path_identifier(transaction_id, "transaction_id")
         tx = transaction_get_for_client(client=request.user, transaction_id=transaction_id)
         return Response(transaction_data(tx))
 
@@ -250,11 +257,13 @@ class TransactionFeedbackApi(APIView):
 
     @extend_schema(
         operation_id="transactions_feedback",
+        parameters=[TRANSACTION_ID],
         request=FeedbackInputSerializer,
         responses={200: TransactionOutputSerializer, **problems(400, 401, 403, 404, 415)},
         description="Report an outcome (e.g. a chargeback) for a scored transaction. It becomes a training label.",
     )
     def post(self, request: Request, transaction_id: str) -> Response:
+        transaction_id = path_identifier(transaction_id, "transaction_id")
         serializer = FeedbackInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         tx = transaction_get_for_client(client=request.user, transaction_id=transaction_id)

@@ -162,9 +162,7 @@ def _policy_outcome(
 
 def _replay_or_conflict(client: User, data: dict[str, Any]) -> ScoreOutcome:
     existing = (
-        Transaction.objects.select_related("model_version")
-        .filter(owner=client, transaction_id=data["transaction_id"])
-        .first()
+        Transaction.objects.with_model_version().filter(owner=client, transaction_id=data["transaction_id"]).first()
     )
     if existing is None:
         raise LookupError(data["transaction_id"])
@@ -253,7 +251,7 @@ def _score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcom
     ids = [d["transaction_id"] for d in items]
     stored = {
         t.transaction_id: t
-        for t in Transaction.objects.select_related("model_version").filter(owner=client, transaction_id__in=set(ids))
+        for t in Transaction.objects.with_model_version().filter(owner=client, transaction_id__in=set(ids))
     }
     first: dict[str, int] = {}
     fresh = []

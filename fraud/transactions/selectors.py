@@ -18,7 +18,7 @@ def transaction_list_for_client(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> TransactionQuerySet:
-    qs = Transaction.objects.owned_by(client.pk).select_related("model_version")
+    qs = Transaction.objects.owned_by(client.pk).with_model_version()
     if decision:
         qs = qs.filter(decision=decision)
     if customer_id:
@@ -33,12 +33,7 @@ def transaction_list_for_client(
 def transaction_get_for_client(*, client: User, transaction_id: str) -> Transaction:
     """The client's transaction, or 404 — also when it exists but belongs to someone else, so a
     client cannot even learn that another client's id exists."""
-    tx = (
-        Transaction.objects.owned_by(client.pk)
-        .select_related("model_version")
-        .filter(transaction_id=transaction_id)
-        .first()
-    )
+    tx = Transaction.objects.owned_by(client.pk).with_model_version().filter(transaction_id=transaction_id).first()
     if tx is None:
         raise Http404("No such transaction.")
     return tx

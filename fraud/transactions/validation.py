@@ -18,10 +18,10 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
-from cipherguard.api import StrictSerializer
+from cipherguard.api import StrictSerializer, invalid_field
 from fraud.models import Channel
 from fraud.transactions.cards import InvalidCardNumberError, validate_pan
 
@@ -50,6 +50,23 @@ def currency_decimals(code: str) -> int:
     return int(get_currency_precision(code))
 
 
+ID_MESSAGE = "Use 1–64 characters: ASCII letters, digits and . _ : - (starting with a letter or digit)."
+ID_SCHEMA = {"type": "string", "pattern": f"^{ID_RE.pattern}$", "minLength": 1, "maxLength": 64}
+
+
+def path_identifier(value: str, field: str) -> str:
+    """An identifier from the URL, checked as the body's are: a NUL byte or any other text the
+    database cannot hold never reaches a query."""
+    if not ID_RE.fullmatch(value):
+        raise invalid_field(field, ID_MESSAGE)
+    return value
+
+
+def path_identifier_schema(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, ID_SCHEMA, OpenApiParameter.PATH, description=description)
+
+
+@extend_schema_field(ID_SCHEMA)
 class IdentifierField(serializers.CharField):
     """1–64 ASCII letters, digits and ``._:-``, starting with a letter or digit."""
 
@@ -62,9 +79,7 @@ class IdentifierField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         if not ID_RE.fullmatch(data):
-            raise serializers.ValidationError(
-                "Use 1–64 characters: ASCII letters, digits and . _ : - (starting with a letter or digit)."
-            )
+            raise serializers.ValidationError(ID_MESSAGE)
         return data
 
 

@@ -170,14 +170,47 @@ def test_a_chunk_that_crashes_midway_is_redone_without_duplicates(
     assert not batch_process_next_chunk(job_id=job_id)  # a late duplicate task does nothing
 
 
-def test_stalled_jobs_are_queued_again(alice_api, active_model, small_chunks, monkeypatch):
+def test_stalled_jobs_are_queued_again_on_a_new_chain(
+    alice_api, active_model, small_chunks, monkeypatch, django_capture_on_commit_callbacks
+):
     job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(10))}, format="multipart").json()["id"]
     batch_process_next_chunk(job_id=job_id)
-    queued: list[int] = []
-    monkeypatch.setattr("fraud.batches.services._enqueue", queued.append)
-    assert batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5)) == [] and queued == []
+    queued: list[tuple[int, int]] = []
+    monkeypatch.setattr("fraud.batches.services._enqueue", lambda job_id, dispatch: queued.append((job_id, dispatch)))
+    def resume() -> list[int]:
+        with django_capture_on_commit_callbacks(execute=True):  # the message leaves on commit
+            return batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5))
+
+    assert resume() == [] and queued == []
     BatchJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
-    assert batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5)) == [job_id] and queued == [job_id]
+    assert resume() == [job_id] and queued == [(job_id, 1)]
+    # The resume is a sign of life: the next beat does not queue the job again.
+    assert resume() == [] and len(queued) == 1
+
+    # The old chain's task still does a chunk but queues no successor; the new chain carries on.
+    assert batch_process_next_chunk(job_id=job_id, dispatch=0) is False
+    assert batch_process_next_chunk(job_id=job_id, dispatch=1) is False  # that was the last chunk
+    job = BatchJob.objects.get(pk=job_id)
+    assert (job.status, job.chunks_done, BatchItem.objects.filter(job=job).count()) == (BatchStatus.SUCCEEDED, 3, 10)
+
+
+def test_a_chunk_moves_the_heartbeat_to_when_it_committed(alice_api, active_model, small_chunks, monkeypatch):
+    import fraud.batches.services as services
+
+    job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(10))}, format="multipart").json()["id"]
+    scored_at: list = []
+    score = services.transactions_score_many
+
+    def slow_score(**kwargs):
+        outcomes = score(**kwargs)
+        scored_at.append(timezone.now())
+        return outcomes
+
+    monkeypatch.setattr(services, "transactions_score_many", slow_score)
+    for _ in range(2):
+        batch_process_next_chunk(job_id=job_id)
+        job = BatchJob.objects.get(pk=job_id)
+        assert job.heartbeat_at >= scored_at[-1] > job.started_at
 
 
 def test_a_cancelled_job_stops(alice_api, active_model, small_chunks):
@@ -199,7 +232,7 @@ def test_a_job_without_an_active_model_fails_with_a_reason(alice_api, alice):
 
 def test_enqueueing_waits_for_the_commit(alice_api, active_model, django_capture_on_commit_callbacks, monkeypatch):
     sent: list[int] = []
-    monkeypatch.setattr("fraud.batches.tasks.batch_job_process.delay", sent.append)
+    monkeypatch.setattr("fraud.batches.tasks.batch_job_process.delay", lambda job_id, dispatch: sent.append(job_id))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(3))}, format="multipart").json()["id"]
         assert sent == []  # nothing is sent while the job's rows are uncommitted

@@ -124,7 +124,14 @@ def test_the_worker_serves_its_task_metrics_summed_over_its_pool(
 
     settings.BATCH_CHUNK_SIZE = 50
     port = free_port()
-    worker(concurrency=2, METRICS_PORT=str(port), PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+    # A stall window longer than the test: a worker that takes more than the 2 s default of this file
+    # to start would otherwise resume the job on start and add a duplicate (harmless) task to the count.
+    worker(
+        concurrency=2,
+        METRICS_PORT=str(port),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+        BATCH_STALL_SECONDS="300",
+    )
     job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(300, prefix="m"))}, format="multipart").json()["id"]
     wait_for(lambda: job(job_id).status == BatchStatus.SUCCEEDED, timeout=120, what="the job", logs=worker.logs)
 
