@@ -8,13 +8,14 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenBackendError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
@@ -22,7 +23,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from accounts.models import User
 from accounts.services import auth_attempt_record
 from cipherguard.api import IsApiClient, problems
-from cipherguard.ratelimit import TokenThrottle
+from cipherguard.ratelimit import Limit, TokenThrottle, client_ip, refresh_per_minute
 
 TOKEN_PAIR = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
 
@@ -80,9 +81,46 @@ class SingleUseRefreshSerializer(TokenRefreshSerializer):
         return data
 
 
+def refresh_key(group: str, request: Request) -> str:
+    """Refreshes are counted per address *and* account: the address with the user id of a refresh
+    token whose signature, expiry, audience and issuer verify; the address alone for anything else.
+
+    Not per address alone: many API clients behind one NAT refresh from one address, and one of
+    them refreshing in a loop would use up the others' budget. A verified token is the key, not the
+    claim as sent, so only the holder of a real token reaches its account's budget; garbage and
+    forged tokens all share the address's one. (The limit is about load, not guessing: a refresh
+    token is signed and cannot be guessed.)"""
+    ip = client_ip(request)
+    try:
+        payload = token_backend.decode(str(request.data["refresh"]), verify=True)
+    except (KeyError, TypeError, TokenBackendError, exceptions.APIException):  # no token, or an unreadable body
+        return ip
+    return f"{ip} user {payload.get(api_settings.USER_ID_CLAIM)}"
+
+
+REFRESH_LIMITS = (Limit("token-refresh", refresh_key, refresh_per_minute),)
+
+
+class TokenRefreshThrottle(TokenThrottle):
+    """Token refresh: its own limit (``RATE_LIMIT_REFRESH_PER_MINUTE``), so refreshes never use up
+    sign-in's (``RATE_LIMIT_TOKEN_PER_MINUTE``); fails closed like sign-in."""
+
+    limits = REFRESH_LIMITS
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        # The key reads the body. Read here first, outside the limiter's store-outage handling, so
+        # a bad body keeps its own answer (400, 413, 415) rather than a 503; it is counted all
+        # the same (``finally``), and over the limit the 429 wins.
+        try:
+            request.data  # noqa: B018 (parsed for the key; a parse error is raised here)
+        finally:
+            super().allow_request(request, view)
+        return True
+
+
 class TokenRefreshApi(TokenRefreshView):
     serializer_class = SingleUseRefreshSerializer
-    throttle_classes = [TokenThrottle]
+    throttle_classes = [TokenRefreshThrottle]
 
     @extend_schema(
         operation_id="auth_token_refresh",

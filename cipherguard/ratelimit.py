@@ -53,7 +53,7 @@ class RateLimiterUnavailable(exceptions.APIException):
 @dataclass(frozen=True)
 class Limit:
     group: str
-    key: str  # "ip" or "user"
+    key: str | Callable[[str, Any], str]  # "ip", "user", or (group, request) -> the counter's key
     rate: str | Callable[[str, Any], str]
 
 
@@ -69,6 +69,19 @@ def ip_per_minute(group: str, request: Any) -> str:
     return f"{settings.RATE_LIMIT_PER_MINUTE}/m"
 
 
+def token_per_minute(group: str, request: Any) -> str:
+    return f"{settings.RATE_LIMIT_TOKEN_PER_MINUTE}/m"
+
+
+def refresh_per_minute(group: str, request: Any) -> str:
+    return f"{settings.RATE_LIMIT_REFRESH_PER_MINUTE}/m"
+
+
+def client_ip(request: Any) -> str:
+    """The address the "ip" limits count (django-ratelimit's, so ``RATELIMIT_IP_META_KEY`` applies)."""
+    return _SIMPLE_KEYS["ip"](request)
+
+
 def user_key(group: str, request: Any) -> str:
     return (
         str(request.user.pk)
@@ -77,8 +90,16 @@ def user_key(group: str, request: Any) -> str:
     )
 
 
+def _key(limit: Limit, request: Any) -> str:
+    if callable(limit.key):
+        return limit.key(limit.group, request)
+    return client_ip(request) if limit.key == "ip" else user_key(limit.group, request)
+
+
 API_LIMITS = (Limit("api-hour", "user", user_hourly_quota), Limit("api-burst", "user", user_burst))
-TOKEN_LIMITS = (Limit("token-ip", "ip", ip_per_minute),)
+# Signing in with a password, per address. Refreshing has its own limit (accounts.apis), so that
+# many clients refreshing behind one address cannot lock everyone there out of signing in.
+TOKEN_LIMITS = (Limit("token-ip", "ip", token_per_minute),)
 
 
 def _usages_pipelined(cache: Any, request: Any, limits: tuple[Limit, ...]) -> list[dict[str, Any]]:
@@ -88,7 +109,7 @@ def _usages_pipelined(cache: Any, request: Any, limits: tuple[Limit, ...]) -> li
     pipe = cache.client.get_client(write=True).pipeline(transaction=False)
     windows = []
     for limit in limits:
-        value = _SIMPLE_KEYS["ip"](request) if limit.key == "ip" else user_key(limit.group, request)
+        value = _key(limit, request)
         rate = limit.rate(limit.group, request) if callable(limit.rate) else limit.rate
         allowed, period = _split_rate(rate)
         window = _get_window(value, period)
@@ -110,7 +131,7 @@ def _usages(request: Any, limits: tuple[Limit, ...]) -> Sequence[dict[str, Any] 
         return _usages_pipelined(cache, request, limits)
     return [
         get_usage(
-            request, group=limit.group, key="ip" if limit.key == "ip" else user_key, rate=limit.rate, increment=True
+            request, group=limit.group, key=lambda _, req, lm=limit: _key(lm, req), rate=limit.rate, increment=True
         )
         for limit in limits
     ]
@@ -148,8 +169,11 @@ class ApiThrottle:
 
 
 class TokenThrottle(ApiThrottle):
-    """DRF throttle for the token endpoints: per IP; fails closed."""
+    """DRF throttle for the token endpoints: ``limits`` (sign-in per IP unless a subclass says
+    otherwise); fails closed."""
+
+    limits: tuple[Limit, ...] = TOKEN_LIMITS
 
     def allow_request(self, request: Any, view: Any) -> bool:
-        enforce(request, TOKEN_LIMITS, fail_closed=True)
+        enforce(request, self.limits, fail_closed=True)
         return True

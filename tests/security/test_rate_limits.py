@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from rest_framework.response import Response
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from audit.models import AuditEvent
 from tests.factories import PASSWORD
 from tests.fraud.scoring.test_scoring_api import URL, body
+from tests.test_settings import load
+
+TOKEN, REFRESH = "/api/v1/auth/token/", "/api/v1/auth/token/refresh/"
 
 NOW = 1_800_000_000.0  # inside one hour, one minute and one second window (see the fixture)
 
@@ -46,16 +51,83 @@ def test_bursts_are_cut_per_second(alice_api, settings, active_model):
     assert [alice_api.get(URL).status_code for _ in range(3)] == [200, 200, 429]
 
 
+def sign_in(client: APIClient, user) -> Response:
+    return client.post(TOKEN, {"username": user.username, "password": PASSWORD}, format="json")
+
+
+def assert_refused_with_retry_after(response) -> None:
+    assert response.status_code == 429 and response["Content-Type"] == "application/problem+json"
+    assert int(response["Retry-After"]) > 0
+
+
 def test_token_requests_are_limited_per_ip(alice, settings):
-    settings.RATE_LIMIT_PER_MINUTE = 2
+    settings.RATE_LIMIT_TOKEN_PER_MINUTE = 2
     client = APIClient()
-    codes = [
-        client.post(
-            "/api/v1/auth/token/", {"username": alice.username, "password": PASSWORD}, format="json"
-        ).status_code
-        for _ in range(3)
-    ]
-    assert codes == [200, 200, 429]
+    responses = [sign_in(client, alice) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert_refused_with_retry_after(responses[2])
+
+
+def test_refreshes_over_their_own_limit_leave_sign_in_from_the_same_address_working(alice, settings):
+    """Issue #15, finding 11: sign-in and refresh shared one per-IP budget."""
+    settings.RATE_LIMIT_PER_MINUTE = 2  # the budget they shared; now the console's alone
+    settings.RATE_LIMIT_TOKEN_PER_MINUTE = 2
+    settings.RATE_LIMIT_REFRESH_PER_MINUTE = 3
+    client = APIClient()
+    refresh, codes = sign_in(client, alice).json()["refresh"], []
+    for _ in range(4):
+        response = client.post(REFRESH, {"refresh": refresh}, format="json")
+        codes.append(response.status_code)
+        refresh = response.json().get("refresh", refresh)
+    assert codes == [200, 200, 200, 429]
+    assert_refused_with_retry_after(response)
+    event = AuditEvent.objects.get(event_type="rate_limit.exceeded")
+    assert event.after["limit"] == "token-refresh" and event.after["allowed"] == 3
+    assert sign_in(client, alice).status_code == 200
+
+
+def test_sign_ins_over_their_limit_leave_refresh_from_the_same_address_working(alice, settings):
+    settings.RATE_LIMIT_TOKEN_PER_MINUTE = 2
+    settings.RATE_LIMIT_REFRESH_PER_MINUTE = 2
+    client = APIClient()
+    responses = [sign_in(client, alice) for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    assert_refused_with_retry_after(responses[2])
+    assert AuditEvent.objects.get(event_type="rate_limit.exceeded").after["limit"] == "token-ip"
+    refreshed = client.post(REFRESH, {"refresh": responses[0].json()["refresh"]}, format="json")
+    assert refreshed.status_code == 200 and "access" in refreshed.json()
+
+
+def test_clients_behind_one_address_each_have_their_own_refresh_budget(alice, bob, settings):
+    """Refreshes count per address and account, the account read from a token that verifies;
+    tokens that do not verify (garbage, a forged signature) share the address's own budget, so
+    they can neither open fresh budgets nor use up a real client's."""
+    settings.RATE_LIMIT_REFRESH_PER_MINUTE = 1
+    client = APIClient()  # every request from 127.0.0.1: one NAT
+    alices, bobs = str(RefreshToken.for_user(alice)), str(RefreshToken.for_user(bob))
+    forged = f"{alices.rsplit('.', 1)[0]}.{bobs.rsplit('.', 1)[1]}"  # alice's claims, a signature that fails
+
+    def refresh(token: str) -> int:
+        return client.post(REFRESH, {"refresh": token}, format="json").status_code
+
+    assert [refresh("not-a-token"), refresh(forged)] == [401, 429]
+    first = client.post(REFRESH, {"refresh": alices}, format="json")
+    assert first.status_code == 200
+    assert refresh(first.json()["refresh"]) == 429  # alice's budget is used up ...
+    assert refresh(bobs) == 200  # ... and bob's is his own
+    assert sign_in(client, alice).status_code == 200  # sign-in's too
+
+
+def test_the_sign_in_limit_defaults_to_the_older_setting_and_refresh_has_its_own():
+    read = "s.RATE_LIMIT_TOKEN_PER_MINUTE, s.RATE_LIMIT_REFRESH_PER_MINUTE, s.RATE_LIMIT_PER_MINUTE"
+    older = load({"RATE_LIMIT_PER_MINUTE": "17"}, read)
+    assert older.returncode == 0, older.stderr
+    assert older.stdout.strip() == "(17, 60, 17)"
+    both = load(
+        {"RATE_LIMIT_PER_MINUTE": "17", "RATE_LIMIT_TOKEN_PER_MINUTE": "5", "RATE_LIMIT_REFRESH_PER_MINUTE": "300"},
+        read,
+    )
+    assert both.stdout.strip() == "(5, 300, 17)", both.stderr
 
 
 def test_console_sign_in_is_limited_per_ip(carol, settings):

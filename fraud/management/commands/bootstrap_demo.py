@@ -3,11 +3,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -20,6 +21,27 @@ from fraud.models import Case, ModelStatus, ModelVersion, Transaction
 
 DEMO_USERS = (("demo-admin", Role.ADMIN), ("demo-analyst", Role.ANALYST), ("demo-client", Role.API_CLIENT))
 DEMO_HISTORY = {"days": 60, "customers": 1500, "merchants": 250, "seed": 42}
+
+
+def demo_history(*, client: User) -> QuerySet[Transaction]:
+    """The demo client's generated history (the generator's ids are ``G<seed>-<row>``)."""
+    return Transaction.objects.owned_by(client.pk).filter(transaction_id__startswith=f"G{DEMO_HISTORY['seed']}-")
+
+
+def demo_history_start(*, client: User, now: datetime) -> datetime:
+    """The UTC midnight the demo history starts on: on a first run, ``days`` before today (so
+    the history ends yesterday); afterwards, the day the first run chose, read back from the
+    history it stored.
+
+    Never recomputed from a later "today": the generator gives the same ids for any start but
+    moves their timestamps with it, so a replay anchored on a later day would send the stored
+    ids with other bodies (IdempotencyConflictError, issue #15 finding 10)."""
+    first = demo_history(client=client).order_by("timestamp").values_list("timestamp", flat=True).first()
+    if first is None:
+        return default_start(DEMO_HISTORY["days"], now=now)
+    # The earliest row falls on the start day itself: every customer pays 0.3-3 times a day
+    # (Poisson), so a first day without a single payment has a chance of e^(-1.6 x customers).
+    return first.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 class Command(BaseCommand):
@@ -43,8 +65,9 @@ class Command(BaseCommand):
 
         client = User.objects.get(username="demo-client")
         # History up to yesterday is loaded in bulk (labelled); yesterday's traffic is then
-        # scored through the live path, so the console opens on real cases.
-        start = default_start(DEMO_HISTORY["days"], now=timezone.now())
+        # scored through the live path, so the console opens on real cases. "Yesterday" is the
+        # first run's: later runs, on any day, keep the dates it chose.
+        start = demo_history_start(client=client, now=timezone.now())
         replay_from = start + timedelta(days=DEMO_HISTORY["days"] - 1)
         if not Transaction.objects.filter(owner=client).exists():
             self.stdout.write(f"generating {DEMO_HISTORY['days']} days of demo history (once; about a minute)…")
@@ -58,7 +81,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"activated {version.version}: AUC ROC {v['auc_roc']:.3f}, Average Precision {v['average_precision']:.3f}"
             )
-        if not Case.objects.exists():
+        # Replayed once: the bulk load stops before ``replay_from``, so a row from then on means the
+        # replay has run. (Not "no case yet": a replay can open none, and a later day's re-run
+        # would then replay again.)
+        if not demo_history(client=client).filter(timestamp__gte=replay_from).exists():
             self.stdout.write("scoring yesterday's demo traffic through the API path (once)…")
             scored = history_replay(owner=client, start=start, since=replay_from, **DEMO_HISTORY)
             self.stdout.write(f"scored {scored} transactions, {Case.objects.count()} cases opened for analysts")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, date, datetime
 from io import StringIO
 
+import time_machine
 from django.core.management import call_command
+from django.db.models import Max, Min
 
 from accounts.models import User
-from fraud.models import ModelStatus, ModelVersion, Transaction
+from fraud.models import Case, ModelStatus, ModelVersion, Transaction
 
 
 def test_the_first_run_sets_everything_up_and_the_second_changes_nothing(
@@ -41,3 +44,40 @@ def test_the_first_run_sets_everything_up_and_the_second_changes_nothing(
     call_command("bootstrap_demo", stdout=again)
     assert (Transaction.objects.count(), ModelVersion.objects.count()) == (n_tx, n_models)
     assert "created" not in again.getvalue() and credentials["demo-client"] in again.getvalue()
+
+
+def test_a_later_days_run_after_a_first_run_that_opened_no_case_changes_nothing(
+    db, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Issue #15, finding 10: the history's dates come from the first run's "today"; a run on a
+    later UTC day used to replay it from its own today, resending the stored ids with new bodies."""
+    settings.VAR_DIR = tmp_path
+    settings.FRAUD_CASE_DECISIONS = []  # the first run's replay opens no case
+    monkeypatch.setattr(
+        "fraud.management.commands.bootstrap_demo.DEMO_HISTORY",
+        {"days": 60, "customers": 300, "merchants": 30, "seed": 3},
+    )
+    first_run = time_machine.travel(datetime(2026, 12, 6, 23, 59, tzinfo=UTC), tick=False)
+    with first_run, django_capture_on_commit_callbacks(execute=True):
+        call_command("bootstrap_demo", stdout=StringIO())
+    assert not Case.objects.exists()
+    stored = set(Transaction.objects.values_list("transaction_id", "timestamp", "request_hash", "fraud_score"))
+    times = Transaction.objects.aggregate(first=Min("timestamp"), last=Max("timestamp"))
+    # 60 days ending on the first run's yesterday, whose traffic was scored live.
+    assert times["first"].date() == date(2026, 10, 7) and times["last"].date() == date(2026, 12, 5)
+    assert Transaction.objects.filter(timestamp__date=date(2026, 12, 5), fraud_score__isnull=False).exists()
+    n_models = ModelVersion.objects.count()
+
+    for later in (
+        datetime(2026, 12, 7, 0, 1, tzinfo=UTC),  # two minutes on, a new UTC day
+        datetime(2026, 12, 8, 12, 0, tzinfo=UTC),
+        datetime(2027, 3, 1, 9, 30, tzinfo=UTC),  # after the whole history
+    ):
+        again = StringIO()
+        with time_machine.travel(later, tick=False), django_capture_on_commit_callbacks(execute=True):
+            call_command("bootstrap_demo", stdout=again)
+        assert "demo history" not in again.getvalue() and "scoring" not in again.getvalue()
+        assert set(Transaction.objects.values_list("transaction_id", "timestamp", "request_hash", "fraud_score")) == (
+            stored
+        )
+        assert ModelVersion.objects.count() == n_models and not Case.objects.exists()
