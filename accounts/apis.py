@@ -25,6 +25,7 @@ from accounts.services import auth_attempt_record
 from cipherguard.api import IsApiClient, problems
 from cipherguard.ratelimit import Limit, TokenThrottle, client_ip, refresh_per_minute
 
+JWT_RE = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
 TOKEN_PAIR = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
 
 
@@ -124,7 +125,10 @@ class TokenRefreshApi(TokenRefreshView):
 
     @extend_schema(
         operation_id="auth_token_refresh",
-        request=inline_serializer("RefreshRequest", {"refresh": serializers.CharField()}),
+        request=inline_serializer(
+            "RefreshRequest",
+            {"refresh": serializers.RegexField(JWT_RE, max_length=4096, help_text="the refresh token, a JWT")},
+        ),
         responses={200: TOKEN_PAIR, **problems(400, 401, 413, 415, 503)},
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -104,6 +105,9 @@ def path_int_schema(name: str, description: str) -> OpenApiParameter:
     )
 
 
+CURSOR_RE = re.compile(r"[A-Za-z0-9+/=]{1,512}")
+
+
 class Pagination(CursorPagination):
     """Cursor pagination: stable under inserts and no COUNT(*) over large tables.
 
@@ -121,6 +125,10 @@ class Pagination(CursorPagination):
         return super().paginate_queryset(queryset, request, view)
 
     def decode_cursor(self, request: Any) -> Any:
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is not None and not CURSOR_RE.fullmatch(encoded):
+            # base64 decoding skips characters outside its alphabet; a cursor is only ours.
+            raise invalid_field("cursor", "Invalid cursor.")
         try:
             cursor = super().decode_cursor(request)
         except exceptions.NotFound:
@@ -145,8 +153,19 @@ def page_of(name: str, item: serializers.Serializer) -> serializers.Serializer:
     )  # fmt: skip
 
 
+# Component names (as drf-spectacular names request bodies) of the strict serializers, whose
+# schema says ``additionalProperties: false`` (``strict_request_components``).
+STRICT_COMPONENTS: set[str] = set()
+
+
 class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not declare: a typo must not pass silently."""
+    """Rejects fields it does not declare: a typo must not pass silently. The OpenAPI document
+    says so too (``additionalProperties: false``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__name__.removesuffix("Serializer")
+        STRICT_COMPONENTS.update({name, f"{name}Request"})
 
     def to_internal_value(self, data: Any) -> Any:
         unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
@@ -159,6 +178,20 @@ class StrictSerializer(serializers.Serializer):
         if errors:
             raise serializers.ValidationError(errors)
         return value
+
+
+def strict_request_components(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: a strict serializer's schema refuses other fields,
+    as the serializer does."""
+    for name, schema in result.get("components", {}).get("schemas", {}).items():
+        if name in STRICT_COMPONENTS and schema.get("type") == "object":
+            schema["additionalProperties"] = False
+    return result
+
+
+def strict_inline(name: str, fields: dict[str, serializers.Field]) -> type[StrictSerializer]:
+    """``inline_serializer`` for a request body that refuses undeclared fields."""
+    return type(f"{name}Serializer", (StrictSerializer,), dict(fields))
 
 
 class IsApiClient(permissions.BasePermission):

@@ -409,6 +409,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cipherguard.api.strict_request_components",
+    ],
     # The schema and docs UI are public in development; production requires a signed-in user
     # (an admin session in the browser, or a JWT).
     "SERVE_PERMISSIONS": [

@@ -70,7 +70,12 @@ class BatchCreateApi(APIView):
         request={
             "multipart/form-data": inline_serializer("BatchUpload", {"file": serializers.FileField()}),
             "application/json": inline_serializer(
-                "BatchList", {"transactions": serializers.ListField(child=serializers.DictField())}
+                "BatchList",
+                {
+                    "transactions": serializers.ListField(
+                        child=serializers.DictField(), min_length=1, max_length=settings.BATCH_MAX_JSON_ITEMS
+                    )
+                },
             ),
         },
         responses={202: JOB_RESPONSE, **problems(400, 401, 403, 413, 415)},
@@ -90,6 +95,14 @@ class BatchCreateApi(APIView):
                         400,
                         "Send a CSV file in `file` or a non-empty JSON list in `transactions`.",
                         errors={"transactions": ["A non-empty list is required."]},
+                        code="invalid",
+                    )
+                not_objects = [i for i, item in enumerate(items) if not isinstance(item, dict)]
+                if not_objects:
+                    return problem_response(
+                        400,
+                        "Each item is a transaction object.",
+                        errors={"transactions": {str(i): ["Expected an object."] for i in not_objects[:100]}},
                         code="invalid",
                     )
                 if len(items) > settings.BATCH_MAX_JSON_ITEMS:

@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -121,12 +121,20 @@ def conflict_body(exc: IdempotencyConflictError) -> dict[str, Any]:
     return problem(status.HTTP_409_CONFLICT, str(exc), code="idempotency_conflict")
 
 
+@extend_schema_field(
+    {"type": "string", "pattern": "^[A-Za-z0-9+/=]{1,512}$", "description": "opaque: a page's next or previous link"}
+)
+class CursorField(serializers.CharField):
+    def __init__(self, **kwargs: Any):
+        super().__init__(max_length=512, **kwargs)
+
+
 class TransactionFilterSerializer(StrictSerializer):
     decision = serializers.ChoiceField(choices=Decision.choices, required=False)
     customer_id = IdentifierField(required=False)
     since = AwareTimestampField(required=False)
     until = AwareTimestampField(required=False)
-    cursor = serializers.CharField(required=False, max_length=512)
+    cursor = CursorField(required=False)
     page_size = serializers.IntegerField(required=False, min_value=1, max_value=settings.API_MAX_PAGE_SIZE)
 
 
@@ -175,7 +183,7 @@ class TransactionsApi(APIView):
         return paginator.get_paginated_response([transaction_data(tx) for tx in page])
 
 
-class BatchInputSerializer(StrictSerializer):
+class BatchRequestSerializer(StrictSerializer):
     transactions = serializers.ListField(
         child=serializers.DictField(), min_length=1, max_length=settings.FRAUD_BATCH_MAX_ITEMS, allow_empty=False
     )
@@ -186,7 +194,7 @@ class TransactionBatchScoreApi(APIView):
 
     @extend_schema(
         operation_id="transactions_score_batch",
-        request=inline_serializer("BatchRequest", {"transactions": TransactionInputSerializer(many=True)}),
+        request=BatchRequestSerializer,
         responses={
             200: inline_serializer(
                 "BatchResponse",
@@ -203,7 +211,7 @@ class TransactionBatchScoreApi(APIView):
         "a bad item does not sink the others.",
     )
     def post(self, request: Request) -> Response:
-        outer = BatchInputSerializer(data=request.data)
+        outer = BatchRequestSerializer(data=request.data)
         outer.is_valid(raise_exception=True)
         results: list[dict[str, Any] | None] = []
         valid: list[tuple[int, dict[str, Any]]] = []

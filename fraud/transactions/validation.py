@@ -83,7 +83,17 @@ class IdentifierField(serializers.CharField):
         return data
 
 
-@extend_schema_field({"type": "string", "pattern": AMOUNT_RE.pattern, "example": "125.50"})
+# What the schema promises of an amount: above zero, at most 14 digits and 8 decimals. (How many
+# decimals a currency allows is checked against the currency and said in the description.)
+AMOUNT_SCHEMA = {
+    "type": "string",
+    "pattern": r"^(?![0.]+$)[0-9]{1,14}(\.[0-9]{1,8})?$",
+    "example": "125.50",
+    "description": "a decimal above zero, as a string; no more decimals than the currency has (EUR 2, JPY 0)",
+}
+
+
+@extend_schema_field(AMOUNT_SCHEMA)
 class AmountField(serializers.Field):
     """A positive decimal as a JSON string (``"125.50"``) or number, ASCII digits only."""
 
@@ -112,6 +122,11 @@ class AmountField(serializers.Field):
         return format(value.normalize(), "f")
 
 
+def _code_enum(codes: Any, example: str) -> dict[str, Any]:
+    return {"type": "string", "enum": sorted(codes()), "example": example}
+
+
+@extend_schema_field(_code_enum(currency_codes, "EUR"))
 class CurrencyField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str) or not re.fullmatch(r"[A-Z]{3}", data) or data not in currency_codes():
@@ -119,6 +134,7 @@ class CurrencyField(serializers.CharField):
         return data
 
 
+@extend_schema_field(_code_enum(country_codes, "FR"))
 class CountryField(serializers.CharField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str) or not re.fullmatch(r"[A-Z]{2}", data) or data not in country_codes():
@@ -199,6 +215,11 @@ class CardNumberField(serializers.Field):
         return ""
 
 
+@extend_schema_field({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]})
+class IPAddressField(serializers.IPAddressField):
+    """An IPv4 or IPv6 address, as the schema says so."""
+
+
 class TransactionInputSerializer(StrictSerializer):
     """One transaction to score, from the API, a batch job or an import."""
 
@@ -211,7 +232,7 @@ class TransactionInputSerializer(StrictSerializer):
     timestamp = AwareTimestampField()
     channel = serializers.ChoiceField(choices=Channel.choices, required=False)
     card_number = CardNumberField(required=False)
-    ip_address = serializers.IPAddressField(required=False, help_text="the payer's IP address, for IP-range lists")
+    ip_address = IPAddressField(required=False, help_text="the payer's IP address, for IP-range lists")
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):

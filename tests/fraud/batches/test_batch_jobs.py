@@ -105,11 +105,16 @@ def test_a_json_list_is_accepted_too(alice_api, active_model):
         }
         for i in range(3)
     ]
-    response = alice_api.post(BATCHES, {"transactions": [*items, "not an object"]}, format="json")
+    response = alice_api.post(BATCHES, {"transactions": [*items, {"transaction_id": "bad"}]}, format="json")
     assert response.status_code == 202
     run(response.json()["id"])
     job = BatchJob.objects.get(pk=response.json()["id"])
     assert (job.scored, job.failed, job.status) == (3, 1, BatchStatus.SUCCEEDED)
+
+    # An item that is not an object at all is refused with the request, as the schema says.
+    response = alice_api.post(BATCHES, {"transactions": [*items, "not an object"]}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"transactions": {"3": ["Expected an object."]}}
 
 
 @pytest.mark.parametrize(

@@ -388,3 +388,17 @@ def test_a_list_load_failure_keeps_the_previous_policy(alice_api, alice, dave, a
     monkeypatch.setattr("fraud.scoring.runtime.load_policy", broken)
     runtime.invalidate()
     assert score(alice_api, transaction_id="2")["decided_by"] == "list"
+
+
+def test_a_list_import_too_large_to_finish_within_the_request_is_refused_at_once(alice_api, alice):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from fraud.rules.apis import LIST_IMPORT_MAX_BYTES
+
+    row = "customer,C{},block,a reason long enough to fill the file quickly,\n"
+    rows = LIST_IMPORT_MAX_BYTES // len(row.format(0)) + 10
+    data = "kind,value,action,reason,owner\n" + "".join(row.format(i) for i in range(rows))
+    response = alice_api.post("/api/v1/lists/import/", {"file": SimpleUploadedFile("l.csv", data.encode())},
+                              format="multipart")  # fmt: skip
+    assert response.status_code == 413 and "file" in response.json()["errors"]
+    assert not ListEntry.objects.exists()
