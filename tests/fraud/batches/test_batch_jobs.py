@@ -276,3 +276,32 @@ def test_an_upload_over_the_size_limit_is_413_from_the_api_and_an_error_in_the_c
 
     settings.BATCH_MAX_UPLOAD_BYTES = len(upload.encode())  # exactly at the limit
     assert alice_api.post(BATCHES, {"file": csv_file(good_rows(40))}, format="multipart").status_code == 202
+
+
+def test_an_upload_while_the_broker_is_down_is_stored_and_resumed_once_it_is_back(
+    alice_api, active_model, small_chunks, monkeypatch, django_capture_on_commit_callbacks
+):
+    from kombu.exceptions import OperationalError as BrokerDown
+
+    from fraud.batches.tasks import batch_job_process
+
+    def down(*args):
+        raise BrokerDown("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(batch_job_process, "delay", down)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_api.post(BATCHES, {"file": csv_file(good_rows(10))}, format="multipart")
+    assert response.status_code == 202  # stored: nothing is lost, and the client has its id
+    job_id = response.json()["id"]
+    assert BatchJob.objects.get(pk=job_id).status == BatchStatus.QUEUED
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(batch_job_process, "delay", lambda job_id, dispatch: sent.append((job_id, dispatch)))
+    BatchJob.objects.filter(pk=job_id).update(created_at=timezone.now() - timedelta(minutes=5))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert batch_jobs_resume_stalled() == [job_id]
+    assert sent == [(job_id, 1)]
+    while batch_process_next_chunk(job_id=job_id, dispatch=1):
+        pass
+    job = BatchJob.objects.get(pk=job_id)
+    assert (job.status, job.scored) == (BatchStatus.SUCCEEDED, 10)
