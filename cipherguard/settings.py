@@ -164,6 +164,9 @@ DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 3.0, minimum=0.1)
 DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 2, minimum=2)
 DB_STATEMENT_TIMEOUT = env_float("DB_STATEMENT_TIMEOUT", 30.0, minimum=0.0)
 DB_RETRY_AFTER_SECONDS = env_int("DB_RETRY_AFTER_SECONDS", 5, minimum=1)
+# After a request found the database unreachable, a web process answers 503 at once for this
+# long before trying the database again (0 turns it off).
+DB_BREAKER_SECONDS = env_float("DB_BREAKER_SECONDS", 1.0, minimum=0.0)
 if DATABASE_URL:
     DATABASES = {
         "default": {

@@ -85,3 +85,26 @@ def test_readiness_answers_within_its_deadline_when_the_database_hangs(client, a
         assert response.json()["checks"] == {"database": "unavailable", "cache": "ok", "model": "unknown"}
     finally:
         release.set()
+
+
+@pytest.mark.django_db
+def test_after_a_failure_the_process_answers_503_at_once_for_a_moment(alice_api, active_model, monkeypatch, settings):
+    calls: list[int] = []
+
+    def refuse_counted(**kwargs):
+        calls.append(1)
+        refuse()
+
+    settings.DB_BREAKER_SECONDS = 60.0
+    monkeypatch.setattr("fraud.scoring.apis.transaction_score", refuse_counted)
+    assert_retry_later(alice_api.post(URL, body(transaction_id="b-1"), format="json"))
+    assert_retry_later(alice_api.post(URL, body(transaction_id="b-2"), format="json"))
+    assert len(calls) == 1  # the second request did not wait for the database again
+    assert alice_api.get("/healthz").status_code == 200  # process endpoints are never cut short
+
+    settings.DB_BREAKER_SECONDS = 0.0
+    alice_api.handler._middleware_chain = None  # a fresh process: the breaker starts closed
+    monkeypatch.setattr("fraud.scoring.apis.transaction_score", refuse_counted)
+    assert_retry_later(alice_api.post(URL, body(transaction_id="b-3"), format="json"))
+    assert_retry_later(alice_api.post(URL, body(transaction_id="b-4"), format="json"))
+    assert len(calls) == 3  # with the breaker off, every request tries
