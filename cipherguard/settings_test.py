@@ -37,3 +37,6 @@ API_USER_CACHE_SECONDS = 0.0
 # A developer's own checkpoints (var/, written by a local beat) describe another database: the
 # suite never checks its chains against them. Tests that write checkpoints name their own file.
 AUDIT_CHECKPOINT_FILE = Path(tempfile.gettempdir()) / f"cipherguard-test-checkpoints-{os.getpid()}.jsonl"
+# The database breaker is process-wide state; tests that mock an outage would leave it open for
+# the next test. Its own tests turn it on (tests/ops/test_outages.py).
+DB_BREAKER_PROBE_SECONDS = 0.0

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import RequestDataTooBig
 from django.core.signals import request_finished
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, connections
+from django.db import connection, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from cipherguard import metrics as metrics_
 from cipherguard.api import PROBLEM_CONTENT_TYPE, problem
+from cipherguard.dbhealth import breaker, is_database_unavailable
 from cipherguard.hooks import app_hooks
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
     deadline = time.monotonic() + READY_DEADLINE
     futures: dict[str, object] = {}
     checks: dict[str, str] = {}
-    if connection.vendor == "sqlite":
+    if breaker.is_open:
+        checks["database"] = "unavailable"  # known down; the breaker's probe is already asking
+    elif connection.vendor == "sqlite":
         # A local file cannot hang on a network, and a thread would not see a test's database.
         checks["database"] = _outcome("database", _done(_database_check), deadline)
     else:
@@ -175,23 +178,16 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return _error(request, 404, "Nothing here.")
 
 
-def is_database_unavailable(exc: BaseException | None) -> bool:
-    """The database could not be reached or did not answer in time (refused, dropped, pool
-    exhausted, statement timeout): a reason to retry, not a bug. Integrity and data errors are
-    not in this family; they are bugs, or inputs that should have been refused earlier."""
-    while exc is not None:
-        if isinstance(exc, OperationalError | InterfaceError):
-            return True
-        if isinstance(exc, DatabaseError):
-            return False
-        exc = exc.__cause__
-    return False
-
-
-def database_unavailable(request: HttpRequest, exc: BaseException) -> HttpResponse:
-    logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+def database_unavailable(request: HttpRequest, exc: BaseException | None = None) -> HttpResponse:
+    """503 + Retry-After: the database is unreachable (``exc``), or known to be (the breaker is
+    open). Logged once per outage by the breaker, not once per request."""
+    if exc is not None:
+        breaker.trip(exc)
+        if not breaker.is_open:  # a slow statement, not an outage: worth its own line
+            logger.warning("database did not answer: %s", type(exc).__name__)
     response = _error(request, 503, "The service is briefly unavailable. Retry after a few seconds.")
     response["Retry-After"] = str(settings.DB_RETRY_AFTER_SECONDS)
+    response._has_been_logged = True  # type: ignore[attr-defined]  # not one Django ERROR line per request
     return response
 
 

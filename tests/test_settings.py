@@ -74,7 +74,7 @@ def test_a_postgres_url_uses_psycopg_with_a_bounded_pool():
     )
     assert result.returncode == 0, result.stderr
     assert "'fraud'" in result.stdout and "'p@ss'" in result.stdout and "'6543'" in result.stdout
-    assert "'max_size': 7" in result.stdout and "'timeout': 3.0" in result.stdout
+    assert "'max_size': 7" in result.stdout and "'timeout': 0.5" in result.stdout
 
 
 def test_every_database_wait_is_bounded():
@@ -83,7 +83,7 @@ def test_every_database_wait_is_bounded():
         "s.DATABASES['default']['OPTIONS'], s.DATABASES['default']['CONN_HEALTH_CHECKS']",
     )
     assert result.returncode == 0, result.stderr
-    for bound in ("'timeout': 3.0", "'connect_timeout': 2", "statement_timeout=30000", "'keepalives': 1"):
+    for bound in ("'timeout': 0.5", "'connect_timeout': 2", "statement_timeout=30000", "'keepalives': 1"):
         assert bound in result.stdout, bound
     assert result.stdout.strip().endswith("True)")  # pooled connections checked as they are handed out
 

@@ -16,8 +16,8 @@ from tests.faults.stack import Load, Reply, Stack, http_request, now
 
 # The brief's bounds: a request during an outage answers within this (gunicorn's 30 s timeout
 # and a client's patience are far above it), and scoring is back this soon after the service.
-LONGEST_REQUEST_BOUND_S = 10.0
-RECOVERY_BOUND_S = 10.0
+LONGEST_REQUEST_BOUND_S = 5.0
+RECOVERY_BOUND_S = 5.0
 READYZ_BOUND_S = 1.0
 
 

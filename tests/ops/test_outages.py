@@ -87,24 +87,62 @@ def test_readiness_answers_within_its_deadline_when_the_database_hangs(client, a
         release.set()
 
 
+@pytest.fixture
+def breaker(settings):
+    from cipherguard.dbhealth import breaker
+
+    settings.DB_BREAKER_PROBE_SECONDS = 0.05
+    breaker.reset()
+    yield breaker
+    breaker.reset()
+
+
 @pytest.mark.django_db
-def test_after_a_failure_the_process_answers_503_at_once_for_a_moment(alice_api, active_model, monkeypatch, settings):
+def test_an_outage_answers_503_at_once_until_a_probe_finds_the_database_back(
+    alice_api, active_model, monkeypatch, breaker
+):
+    import cipherguard.dbhealth as dbhealth
+
     calls: list[int] = []
+    back = threading.Event()
 
     def refuse_counted(**kwargs):
         calls.append(1)
         refuse()
 
-    settings.DB_BREAKER_SECONDS = 60.0
     monkeypatch.setattr("fraud.scoring.apis.transaction_score", refuse_counted)
+    monkeypatch.setattr(dbhealth, "_answers", back.is_set)  # the probe: down until the event is set
     assert_retry_later(alice_api.post(URL, body(transaction_id="b-1"), format="json"))
-    assert_retry_later(alice_api.post(URL, body(transaction_id="b-2"), format="json"))
-    assert len(calls) == 1  # the second request did not wait for the database again
+    assert breaker.is_open
+    for i in range(3):
+        assert_retry_later(alice_api.post(URL, body(transaction_id=f"b-{i + 2}"), format="json"))
+    assert len(calls) == 1  # later requests did not wait for the database
     assert alice_api.get("/healthz").status_code == 200  # process endpoints are never cut short
+    assert client_readyz(alice_api)["database"] == "unavailable"
 
-    settings.DB_BREAKER_SECONDS = 0.0
-    alice_api.handler._middleware_chain = None  # a fresh process: the breaker starts closed
-    monkeypatch.setattr("fraud.scoring.apis.transaction_score", refuse_counted)
-    assert_retry_later(alice_api.post(URL, body(transaction_id="b-3"), format="json"))
-    assert_retry_later(alice_api.post(URL, body(transaction_id="b-4"), format="json"))
-    assert len(calls) == 3  # with the breaker off, every request tries
+    back.set()
+    deadline = threading.Event()
+    for _ in range(100):
+        if not breaker.is_open:
+            break
+        deadline.wait(0.05)
+    assert not breaker.is_open
+    monkeypatch.undo()
+    assert alice_api.post(URL, body(transaction_id="b-9"), format="json").status_code == 201
+
+
+@pytest.mark.django_db
+def test_a_statement_timeout_is_a_503_for_its_request_only(alice_api, active_model, monkeypatch, breaker):
+    class QueryCanceled(Exception):
+        sqlstate = "57014"
+
+    def slow(**kwargs):
+        raise OperationalError("canceling statement due to statement timeout") from QueryCanceled()
+
+    monkeypatch.setattr("fraud.scoring.apis.transaction_score", slow)
+    assert_retry_later(alice_api.post(URL, body(transaction_id="s-1"), format="json"))
+    assert not breaker.is_open
+
+
+def client_readyz(api) -> dict:
+    return api.get("/readyz").json()["checks"]
