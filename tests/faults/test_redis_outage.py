@@ -84,3 +84,47 @@ def test_a_paused_then_killed_redis_gives_no_500_and_scoring_recovers(stack, fig
         failures,
     )
     assert not failures, "\n".join(failures)
+
+
+def test_a_batch_uploaded_while_the_broker_is_down_is_stored_and_finished_once_it_is_back(stack, figures):
+    """The broker (Redis) dies before an upload: the upload is answered (202: stored, or 503 with
+    Retry-After: nothing stored) within a few seconds, and a stored job is finished after the
+    broker comes back, by the resume that beat runs (stall window + beat interval)."""
+    stack.wait_ready(timeout=60)
+    failures: list[str] = []
+    token = stack.token()
+    prefix = f"bd-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"transactions": [transaction_body(f"{prefix}-{i}", i) for i in range(10)]}).encode()
+    stack.redis.crash()
+    try:
+        sent = now()
+        created = stack.api("POST", "/api/v1/batches/", token, body=body)
+        upload_s = round(now() - sent, 2)
+    finally:
+        back = now()
+        stack.redis.start()
+        stack.redis.wait_ready(timeout=10)
+    if upload_s > 5:
+        failures.append(f"broker down: the upload took {upload_s} s")
+    finished_s = None
+    if created.status == 503:
+        if not created.headers.get("retry-after"):
+            failures.append("broker down: a 503 without Retry-After")
+    elif created.status != 202:
+        failures.append(f"broker down: the upload got {created.status} {created.body[:200]!r}")
+    else:
+        job_id = created.json()["id"]
+        deadline = now() + WORKER_BACK_BOUND_S
+        while now() < deadline and stack.job_row(job_id)["status"] != "succeeded":
+            time.sleep(0.5)
+        row = stack.job_row(job_id)
+        if row["status"] == "succeeded" and row["scored"] == 10:
+            finished_s = round(now() - back, 2)
+        else:
+            failures.append(f"broker down: the stored job was not finished within {WORKER_BACK_BOUND_S} s ({row})")
+    figures.record(
+        "broker_down_upload",
+        {"upload_status": created.status, "upload_s": upload_s, "finished_after_broker_back_s": finished_s},
+        failures,
+    )
+    assert not failures, "\n".join(failures)
