@@ -69,7 +69,7 @@ def test_token_requests_are_limited_per_ip(alice, settings):
 
 
 def test_refreshes_over_their_own_limit_leave_sign_in_from_the_same_address_working(alice, settings):
-    """Issue #15, finding 11: sign-in and refresh shared one per-IP budget."""
+    """Sign-in and refresh each have their own per-IP budget."""
     settings.RATE_LIMIT_PER_MINUTE = 2  # the budget they shared; now the console's alone
     settings.RATE_LIMIT_TOKEN_PER_MINUTE = 2
     settings.RATE_LIMIT_REFRESH_PER_MINUTE = 3

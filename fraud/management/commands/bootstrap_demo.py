@@ -35,7 +35,7 @@ def demo_history_start(*, client: User, now: datetime) -> datetime:
 
     Never recomputed from a later "today": the generator gives the same ids for any start but
     moves their timestamps with it, so a replay anchored on a later day would send the stored
-    ids with other bodies (IdempotencyConflictError, issue #15 finding 10)."""
+    ids with other bodies (IdempotencyConflictError)."""
     first = demo_history(client=client).order_by("timestamp").values_list("timestamp", flat=True).first()
     if first is None:
         return default_start(DEMO_HISTORY["days"], now=now)

@@ -49,8 +49,8 @@ def test_the_first_run_sets_everything_up_and_the_second_changes_nothing(
 def test_a_later_days_run_after_a_first_run_that_opened_no_case_changes_nothing(
     db, settings, tmp_path, monkeypatch, django_capture_on_commit_callbacks
 ):
-    """Issue #15, finding 10: the history's dates come from the first run's "today"; a run on a
-    later UTC day used to replay it from its own today, resending the stored ids with new bodies."""
+    """The history's dates come from the first run's "today": a run on a later UTC day must not
+    replay it from its own today, which would resend the stored ids with new bodies."""
     settings.VAR_DIR = tmp_path
     settings.FRAUD_CASE_DECISIONS = []  # the first run's replay opens no case
     monkeypatch.setattr(
