@@ -133,11 +133,11 @@ def test_an_outage_answers_503_at_once_until_a_probe_finds_the_database_back(
 
 @pytest.mark.django_db
 def test_a_statement_timeout_is_a_503_for_its_request_only(alice_api, active_model, monkeypatch, breaker):
-    class QueryCanceled(Exception):
+    class QueryCanceledError(Exception):  # psycopg.errors.QueryCanceled, by its SQLSTATE
         sqlstate = "57014"
 
     def slow(**kwargs):
-        raise OperationalError("canceling statement due to statement timeout") from QueryCanceled()
+        raise OperationalError("canceling statement due to statement timeout") from QueryCanceledError()
 
     monkeypatch.setattr("fraud.scoring.apis.transaction_score", slow)
     assert_retry_later(alice_api.post(URL, body(transaction_id="s-1"), format="json"))
