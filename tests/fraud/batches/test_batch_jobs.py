@@ -182,6 +182,7 @@ def test_stalled_jobs_are_queued_again_on_a_new_chain(
     batch_process_next_chunk(job_id=job_id)
     queued: list[tuple[int, int]] = []
     monkeypatch.setattr("fraud.batches.services._enqueue", lambda job_id, dispatch: queued.append((job_id, dispatch)))
+
     def resume() -> list[int]:
         with django_capture_on_commit_callbacks(execute=True):  # the message leaves on commit
             return batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5))
