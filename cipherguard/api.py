@@ -7,6 +7,7 @@ import codecs
 import json
 import math
 import re
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -139,7 +140,9 @@ class Pagination(CursorPagination):
                 value = field.to_python(cursor.position)
             except (DjangoValidationError, ValueError, TypeError, OverflowError):
                 value = None
-            if value is None or "\x00" in cursor.position:
+            # Positions this class hands out carry their offset: a naive time is not one of ours.
+            naive = isinstance(value, datetime) and value.tzinfo is None
+            if value is None or naive or "\x00" in cursor.position:
                 raise invalid_field("cursor", "Invalid cursor.")
         return cursor
 
