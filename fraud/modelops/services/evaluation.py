@@ -27,13 +27,27 @@ from fraud.scoring.runtime import load_model
 from fraud.scoring.scorer import calibrate
 
 
+# The calibration week comes right before the training window (``evaluate_frame``).
+CALIBRATION_DAYS = 7
+
+
+def history_days_needed(protocol: Protocol) -> int:
+    """Days of history before the training window that the protocol's features read: the
+    calibration week before it, and the longest feature window (merchant risk: 30 days, shifted
+    back by the label delay) before each of that week's rows."""
+    longest = max(
+        *fx.CUSTOMER_COUNT_WINDOWS.values(), *fx.MERCHANT_WINDOWS.values(), *fx.MERCHANT_RISK_WINDOWS.values()
+    )
+    return CALIBRATION_DAYS + -(-longest // fx.DAY) + protocol.delay_days
+
+
 def model_evaluate(
     *, protocol: Protocol, version: ModelVersion | None = None, seed: int = 0, owner: User | None = None
 ) -> dict[str, Any]:
     """Train on the protocol's training window (or take a stored ``version``), score the test
     window, and report AUC ROC, Average Precision and Card Precision@k. Features use the
     protocol's delay: merchant risk only counts labels of transactions older than it."""
-    history_from = protocol.train_start - timedelta(days=30 + protocol.delay_days)
+    history_from = protocol.train_start - timedelta(days=history_days_needed(protocol))
     history = Transaction.objects.filter(timestamp__gte=history_from, timestamp__lt=protocol.test_end)
     if owner is not None:
         history = history.filter(owner=owner)
@@ -80,7 +94,9 @@ def evaluate_frame(
         raw = model.predict_proba(x[test].astype(np.float32))[:, 1]
         # Calibrated, as production calibrates, on a window the model did not train on whose
         # labels are known when testing starts: here the week before the training window.
-        week = (frame.ts >= us(protocol.train_start) - 7 * fx.DAY) & (frame.ts < us(protocol.train_start))
+        week = (frame.ts >= us(protocol.train_start) - CALIBRATION_DAYS * fx.DAY) & (
+            frame.ts < us(protocol.train_start)
+        )
         y_week = (frame.fraud_known_at <= us(protocol.test_start))[week].astype(np.int64)
         fitted = (
             training.fit_calibration(model.predict_proba(x[week].astype(np.float32))[:, 1], y_week)

@@ -158,3 +158,33 @@ def test_too_few_frauds_leave_the_scores_uncalibrated():
     y[-(training.CALIBRATION_MIN_FRAUD - 1) :] = 1
     assert training.fit_calibration(scores, y) == {}
     np.testing.assert_array_equal(calibrate(scores, {}), scores)
+
+
+def test_the_history_loaded_for_an_evaluation_covers_the_calibration_weeks_feature_windows(frame):
+    """`model_evaluate` loads `history_days_needed` days before training: the calibration week's
+    features must come out the same as with the whole history (a 37-day cut shortened its
+    merchant-risk windows)."""
+    import dataclasses
+
+    import numpy as np
+
+    from fraud.features import definitions as fx
+    from fraud.modelops.services.evaluation import CALIBRATION_DAYS, history_days_needed
+
+    assert history_days_needed(PROTOCOL) == 44
+
+    def cut(days: int) -> fx.Frame:
+        keep = frame.ts >= fx.to_epoch_us(PROTOCOL.train_start - timedelta(days=days))
+        return fx.Frame(**{f.name: getattr(frame, f.name)[keep] for f in dataclasses.fields(frame)})
+
+    week_start = fx.to_epoch_us(PROTOCOL.train_start - timedelta(days=CALIBRATION_DAYS))
+    week = (frame.ts >= week_start) & (frame.ts < fx.to_epoch_us(PROTOCOL.train_start))
+    full = fx.features_offline(frame, frame, label_delay_days=7)[week]
+
+    def week_features(days: int) -> np.ndarray:
+        short = cut(days)
+        rows = (short.ts >= week_start) & (short.ts < fx.to_epoch_us(PROTOCOL.train_start))
+        return fx.features_offline(short, short, label_delay_days=7)[rows]
+
+    assert np.array_equal(week_features(history_days_needed(PROTOCOL)), full)
+    assert not np.array_equal(week_features(37), full)  # the old cut
