@@ -26,7 +26,6 @@ from fraud.models import ModelVersion, Transaction
 from fraud.scoring.runtime import load_model
 from fraud.scoring.scorer import calibrate
 
-
 # The calibration week comes right before the training window (``evaluate_frame``).
 CALIBRATION_DAYS = 7
 
