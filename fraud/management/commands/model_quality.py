@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from fraud.modelops.services.evaluation import QUALITY_SOURCES, model_quality
+from fraud.modelops.services.evaluation import QUALITY_SOURCES, ROBUSTNESS_METRICS, model_quality, model_robustness
 from fraud.modelops.training import CANDIDATES
 
 
@@ -23,8 +23,17 @@ class Command(BaseCommand):
             help="models to compare (random_forest is what production trains); 'all' for every candidate",
         )  # fmt: skip
         parser.add_argument("--json", dest="json_path", help="also write the results to this file")
+        parser.add_argument(
+            "--family", action="store_true",
+            help="the robustness table: every candidate on every process of the simulation family "
+            "(fraud.modelops.simulator.FAMILY) and the held-out ones, mean and worst case per metric",
+        )  # fmt: skip
+        parser.add_argument("--customers", type=int, default=5000, help="with --family: customers per process")
+        parser.add_argument("--terminals", type=int, default=10000, help="with --family: terminals per process")
 
     def handle(self, *args: object, **opts: object) -> None:
+        if opts["family"]:
+            return self.robustness(opts)
         sources = list(QUALITY_SOURCES) if opts["source"] == "all" else [str(opts["source"])]
         candidates = CANDIDATES if "all" in opts["candidates"] else tuple(opts["candidates"])  # type: ignore[operator,arg-type]
         report = model_quality(
@@ -55,6 +64,41 @@ class Command(BaseCommand):
                     if key.startswith("auc:")
                 ]
                 self.stdout.write(f"  {candidate:<30} " + "; ".join(parts))
+        if opts["json_path"]:
+            with open(str(opts["json_path"]), "w") as f:
+                json.dump(report, f, indent=2)
+
+    def robustness(self, opts: dict[str, object]) -> None:
+        candidates = CANDIDATES if "all" in opts["candidates"] else tuple(opts["candidates"])  # type: ignore[operator,arg-type]
+        report = model_robustness(
+            candidates=candidates,
+            seeds=list(opts["seeds"]),  # type: ignore[call-overload]
+            start=datetime(2026, 1, 1, tzinfo=UTC),
+            customers=int(opts["customers"]),  # type: ignore[call-overload]
+            terminals=int(opts["terminals"]),  # type: ignore[call-overload]
+            progress=lambda line: self.stderr.write(line),
+        )
+        names = {"auc_roc": "AUC ROC", "average_precision": "Avg Precision", "card_precision_at_100": "Card P@100"}
+        self.stdout.write(
+            f"seeds {report['seeds']} on each of {len(report['family'])} processes (chosen on) and "
+            f"{len(report['held_out'])} held out (reported only); train 7 days from day 42, skip 7, test 7"
+        )
+        self.stdout.write(
+            f"  {'model':<30} "
+            + " ".join(f"{names[m] + ' mean / worst / held-out worst':>42}" for m in ROBUSTNESS_METRICS)
+        )
+        for candidate, data in report["candidates"].items():
+            cells = []
+            for metric in ROBUSTNESS_METRICS:
+                s = data["summary"][metric]
+                cells.append(f"{s['mean']:.3f} / {s['worst']:.3f} / {s.get('held_out_worst', float('nan')):.3f}")
+            self.stdout.write(f"  {candidate:<30} " + " ".join(f"{c:>42}" for c in cells))
+        self.stdout.write("  per process (AUC / AP / CP@100):")
+        for candidate, data in report["candidates"].items():
+            for process, cell in data["processes"].items():
+                self.stdout.write(
+                    f"  {candidate:<30} {process:<24} " + " / ".join(f"{cell[m]:.3f}" for m in ROBUSTNESS_METRICS)
+                )
         if opts["json_path"]:
             with open(str(opts["json_path"]), "w") as f:
                 json.dump(report, f, indent=2)

@@ -219,3 +219,62 @@ def model_quality(
             by_candidate[candidate] = {"summary": summary, "runs": runs}
         report["sources"][source] = {"description": description, "candidates": by_candidate}
     return report
+
+
+ROBUSTNESS_METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
+
+
+def model_robustness(
+    *,
+    candidates: tuple[str, ...],
+    seeds: list[int],
+    start: datetime,
+    customers: int = 5000,
+    terminals: int = 10000,
+    processes: dict[str, Any] | None = None,
+    held_out: dict[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The protocol over a family of simulated processes (``simulator.FAMILY``) and seeds: for each
+    candidate, every process's mean over the seeds, then the mean and the worst case over the
+    family per metric. A candidate is chosen on those two, never on one process; the held-out
+    processes (``simulator.HELD_OUT``) are reported beside and never used to choose."""
+    from fraud.modelops.simulator import FAMILY, HELD_OUT
+
+    family = FAMILY if processes is None else processes
+    held = HELD_OUT if held_out is None else held_out
+    protocol = Protocol(train_start=start + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
+    per_process: dict[str, dict[str, dict[str, float]]] = {c: {} for c in candidates}
+    for name, process in {**family, **held}.items():
+        for seed in seeds:
+            generated = simulate(
+                start=start, days=63, customers=customers, terminals=terminals, seed=seed, process=process
+            )
+            frame = frame_from_generated(generated)
+            # Features with the protocol's delay, whatever the process's label delay: what
+            # production computes. The labels themselves arrive with the process's delay.
+            x = fx.features_offline(frame, frame, label_delay_days=protocol.delay_days)
+            for candidate in candidates:
+
+                def fit(x: np.ndarray, y: np.ndarray, *, seed: int, candidate: str = candidate) -> Any:
+                    return training.fit_candidate(candidate, x, y, seed=seed)
+
+                run = evaluate_frame(frame, protocol, seed=seed, fit=fit, name=candidate, x=x)
+                cell = per_process[candidate].setdefault(name, {m: 0.0 for m in ROBUSTNESS_METRICS})
+                for metric in ROBUSTNESS_METRICS:
+                    cell[metric] += float(run[metric]) / len(seeds)
+                if progress:
+                    progress(
+                        f"{name} seed {seed} {candidate}: " + " ".join(f"{run[m]:.3f}" for m in ROBUSTNESS_METRICS)
+                    )
+    report: dict[str, Any] = {"seeds": seeds, "family": list(family), "held_out": list(held), "candidates": {}}
+    for candidate, cells in per_process.items():
+        summary = {}
+        for metric in ROBUSTNESS_METRICS:
+            values = [cells[name][metric] for name in family]
+            summary[metric] = {"mean": float(np.mean(values)), "worst": float(np.min(values))}
+            held_values = [cells[name][metric] for name in held]
+            if held_values:
+                summary[metric]["held_out_worst"] = float(np.min(held_values))
+        report["candidates"][candidate] = {"summary": summary, "processes": cells}
+    return report

@@ -188,3 +188,24 @@ def test_the_history_loaded_for_an_evaluation_covers_the_calibration_weeks_featu
 
     assert np.array_equal(week_features(history_days_needed(PROTOCOL)), full)
     assert not np.array_equal(week_features(37), full)  # the old cut
+
+
+def test_the_robustness_table_reports_mean_worst_and_held_out_apart():
+    from dataclasses import replace
+
+    from fraud.modelops.services.evaluation import ROBUSTNESS_METRICS, model_robustness
+    from fraud.modelops.simulator import BENCHMARK
+
+    family = {"a": BENCHMARK, "b": replace(BENCHMARK, terminals_per_day=4)}
+    held = {"c": replace(BENCHMARK, customers_per_day=6)}
+    report = model_robustness(
+        candidates=("logistic_regression",), seeds=[1], start=START, customers=400, terminals=800,
+        processes=family, held_out=held,
+    )  # fmt: skip
+    data = report["candidates"]["logistic_regression"]
+    assert set(data["processes"]) == {"a", "b", "c"}
+    for metric in ROBUSTNESS_METRICS:
+        chosen_on = [data["processes"][name][metric] for name in family]
+        summary = data["summary"][metric]
+        assert summary["worst"] == min(chosen_on) and abs(summary["mean"] - sum(chosen_on) / 2) < 1e-12
+        assert summary["held_out_worst"] == data["processes"]["c"][metric]  # never mixed into mean or worst

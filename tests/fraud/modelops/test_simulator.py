@@ -48,3 +48,28 @@ def test_payments_are_midday_around_each_day_and_labels_known_a_delay_later():
     fraud = np.array(g.scenario, dtype=object) != ""
     labels = np.array(g.label_time_us)
     assert ((labels[fraud] - ts[fraud]) == 7 * DAY).all() and (labels[~fraud] == -1).all()
+
+
+def test_the_default_process_is_the_published_one_and_the_family_moves_it():
+    from dataclasses import asdict
+
+    from fraud.modelops.simulator import BENCHMARK, FAMILY, HELD_OUT, Process
+
+    assert (BENCHMARK.terminals_per_day, BENCHMARK.terminal_days, BENCHMARK.customers_per_day) == (2, 28, 3)
+    assert (BENCHMARK.customer_days, BENCHMARK.customer_multiplier, BENCHMARK.radius) == (14, 5.0, 5.0)
+    assert FAMILY["benchmark"] == Process()
+    changed = [name for name, p in {**FAMILY, **HELD_OUT}.items() if asdict(p) != asdict(BENCHMARK)]
+    assert len(changed) == len(FAMILY) + len(HELD_OUT) - 1  # every other member moves something
+    assert not set(FAMILY) & set(HELD_OUT)
+
+
+def test_a_process_with_more_compromised_terminals_has_more_terminal_fraud():
+    from dataclasses import replace
+
+    from fraud.modelops.simulator import BENCHMARK
+
+    def terminal_fraud(process) -> int:
+        g = simulate(start=START, days=30, customers=500, terminals=1000, seed=3, process=process)
+        return sum(1 for s in g.scenario if s == "compromised_terminal")
+
+    assert terminal_fraud(replace(BENCHMARK, terminals_per_day=8)) > 2 * terminal_fraud(BENCHMARK)
