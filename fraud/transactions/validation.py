@@ -6,6 +6,7 @@ ISO data (pycountry for ISO 4217 / 3166-1, Babel's CLDR data for currency minor 
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -48,6 +49,46 @@ def country_codes() -> frozenset[str]:
 @cache
 def currency_decimals(code: str) -> int:
     return int(get_currency_precision(code))
+
+
+def places_message(currency: str) -> str:
+    return f"{currency} allows at most {currency_decimals(currency)} decimal places."
+
+
+# A float64 as pandas and Python print it (``repr``): ``99.80000000000001``, ``100.0``, ``1e+16``.
+FLOAT_TEXT_RE = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,40})?([eE][-+]?[0-9]{1,3})?")
+# How far, in units in the last place of the nearest minor-unit amount, a printed float may be
+# from it and still be that amount. Whole cents converted to float64 and multiplied or summed a
+# few times (the benchmark multiplies some fraud amounts by 5: 19.96 * 5 prints as
+# 99.80000000000001) land at most ~2 ULPs away; 8 leaves room for a short chain of such steps.
+# A sub-cent digit written on purpose is orders of magnitude further: 99.805 is ~10**11 ULPs
+# from 99.80, and up to the default FRAUD_MAX_AMOUNT (1,000,000) a change in the 8th decimal, the
+# finest an amount may have, is over 80 ULPs.
+FLOAT_NOISE_ULPS = 8
+
+
+class AmountPrecisionError(ValueError):
+    """An amount with more decimals than its currency has, beyond float noise."""
+
+
+def amount_from_float_text(text: str, currency: str) -> Decimal | None:
+    """The amount, in whole minor units of ``currency``, that ``text`` (a float64 as printed)
+    stands for when it is within ``FLOAT_NOISE_ULPS`` of one: ``"99.80000000000001"`` and
+    ``"99.8"`` give ``Decimal("99.80")``, ``"1e2"`` gives ``Decimal("100.00")``. None when
+    ``text`` is not such a number (the amount's own validation then says why); raises
+    ``AmountPrecisionError`` when it has more decimals than the currency beyond float noise.
+    Sign and range are left to the amount's validation. For files written from floats only: the
+    API's amounts are decimals and are never rounded."""
+    if not FLOAT_TEXT_RE.fullmatch(text):
+        return None
+    try:
+        value = Decimal(text)
+        nearest = value.quantize(Decimal(1).scaleb(-currency_decimals(currency)))
+    except InvalidOperation:  # more digits than Decimal's context: not an amount at all
+        return None
+    if abs(value - nearest) > FLOAT_NOISE_ULPS * Decimal(math.ulp(float(nearest))):
+        raise AmountPrecisionError(places_message(currency))
+    return nearest
 
 
 ID_MESSAGE = "Use 1–64 characters: ASCII letters, digits and . _ : - (starting with a letter or digit)."
@@ -243,12 +284,9 @@ class TransactionInputSerializer(StrictSerializer):
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        places = currency_decimals(attrs["currency"])
         exponent = attrs["amount"].normalize().as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > places:
-            raise serializers.ValidationError(
-                {"amount": [f"{attrs['currency']} allows at most {places} decimal places."]}
-            )
+        if isinstance(exponent, int) and -exponent > currency_decimals(attrs["currency"]):
+            raise serializers.ValidationError({"amount": [places_message(attrs["currency"])]})
         return attrs
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,16 +27,19 @@ from fraud.scoring.services import transaction_score
 from fraud.transactions.builder import transaction_from_body
 from fraud.transactions.validation import (
     AmountField,
+    AmountPrecisionError,
     AwareTimestampField,
     CountryField,
     CurrencyField,
     IdentifierField,
+    amount_from_float_text,
     country_codes,
     currency_codes,
     currency_decimals,
     fast_amount,
     fast_identifier,
     fast_timestamp,
+    places_message,
 )
 
 IMPORT_REQUIRED = ("transaction_id", "timestamp", "customer_id", "merchant_id", "amount")
@@ -44,7 +48,8 @@ DEFAULT_CURRENCY = "EUR"
 # The public simulated card-fraud benchmark (Le Borgne et al., *Reproducible Machine Learning for
 # Credit Card Fraud Detection*) is read as it is published: its columns map onto ours, its naive
 # times are UTC, and its scenario column (the generator's answer key) and day/second counters are
-# ignored. A pandas index column ("" or "Unnamed: 0") is ignored too.
+# ignored. A pandas index column ("" or "Unnamed: 0") is ignored too. Its amounts are float64s as
+# pandas prints them, so float noise is rounded away (``amount_from_float_text``).
 BENCHMARK_COLUMNS = {
     "TRANSACTION_ID": "transaction_id",
     "TX_DATETIME": "timestamp",
@@ -80,9 +85,7 @@ class ImportRowSerializer(StrictSerializer):
         currency = attrs.setdefault("currency", DEFAULT_CURRENCY)
         exponent = attrs["amount"].normalize().as_tuple().exponent
         if isinstance(exponent, int) and -exponent > currency_decimals(currency):
-            raise serializers.ValidationError(
-                {"amount": [f"{currency} allows at most {currency_decimals(currency)} decimal places."]}
-            )
+            raise serializers.ValidationError({"amount": [places_message(currency)]})
         if "label_time" in attrs and "label" not in attrs:
             raise serializers.ValidationError({"label_time": ["A label time needs a label."]})
         if "label_time" in attrs and attrs["label_time"] < attrs["timestamp"]:
@@ -143,27 +146,44 @@ def validate_import_row(raw: dict[str, str]) -> tuple[dict[str, Any] | None, dic
     return None, {k: [str(m) for m in v] for k, v in serializer.errors.items()}
 
 
+Errors = dict[str, list[str]]
+
+
 @dataclass
 class ImportReport:
     rows: int = 0
     imported: int = 0
     already_present: int = 0
-    bad: list[tuple[int, dict[str, list[str]]]] = field(default_factory=list)
+    bad: list[tuple[int, Errors]] = field(default_factory=list)
+
+    def bad_by_reason(self) -> Counter[str]:
+        """How many bad rows each ``field: message`` refused (a row with two errors counts twice)."""
+        return Counter(
+            f"{name}: {message}" for _, errors in self.bad for name, messages in errors.items() for message in messages
+        )
 
 
 class ImportFileError(ValueError):
     pass
 
 
-def _benchmark_row(raw: dict[str, str]) -> dict[str, str]:
+def _benchmark_row(raw: dict[str, str]) -> tuple[dict[str, str], Errors | None]:
     row = {BENCHMARK_COLUMNS[k]: v for k, v in raw.items() if k in BENCHMARK_COLUMNS}
     naive = NAIVE_TIME_RE.fullmatch(row.get("timestamp", ""))
     if naive:
         row["timestamp"] = f"{naive[1]}T{naive[2]}+00:00"
-    return row
+    if "amount" in row:
+        try:
+            amount = amount_from_float_text(row["amount"], DEFAULT_CURRENCY)
+        except AmountPrecisionError as exc:
+            return row, {"amount": [str(exc)]}
+        if amount is not None:
+            row["amount"] = format(amount, "f")
+    return row, None
 
 
-def _rows(file: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
+def _rows(file: IO[bytes]) -> Iterator[tuple[int, dict[str, str], Errors | None]]:
+    """(line, cells by our column names, errors found before validation) for each row."""
     reader = csv.DictReader(io.TextIOWrapper(file, encoding="utf-8-sig", newline=""))
     header = reader.fieldnames or []
     benchmark = "TX_DATETIME" in header
@@ -176,11 +196,13 @@ def _rows(file: IO[bytes]) -> Iterator[tuple[int, dict[str, str]]]:
     if missing or unknown:
         raise ImportFileError(f"missing columns: {missing}; unknown columns: {unknown}")
     for line, raw in enumerate(reader, start=2):  # line 1 is the header
-        extra = None in raw
         cells = {k: v for k, v in raw.items() if k is not None and v not in ("", None)}
-        if benchmark:
-            cells = _benchmark_row(cells)
-        yield line, cells | ({"_extra": "1"} if extra else {})
+        if None in raw:
+            yield line, cells, {"non_field_errors": ["More cells than the header."]}
+        elif benchmark:
+            yield line, *_benchmark_row(cells)
+        else:
+            yield line, cells, None
 
 
 def history_import_csv(*, owner: User, file: IO[bytes], batch_size: int = 5000) -> ImportReport:
@@ -193,10 +215,10 @@ def history_import_csv(*, owner: User, file: IO[bytes], batch_size: int = 5000) 
     batch: list[Transaction] = []
     seen: set[str] = set()
     try:
-        for line, raw in _rows(file):
+        for line, raw, early in _rows(file):
             report.rows += 1
-            if "_extra" in raw:
-                report.bad.append((line, {"non_field_errors": ["More cells than the header."]}))
+            if early:
+                report.bad.append((line, early))
                 continue
             d, errors = validate_import_row(raw)
             if d is None:
