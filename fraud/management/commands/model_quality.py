@@ -5,7 +5,14 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from fraud.modelops.services.evaluation import QUALITY_SOURCES, ROBUSTNESS_METRICS, model_quality, model_robustness
+from fraud.modelops.costs import MAX_ROW_US, MAX_SESSION_MB
+from fraud.modelops.services.evaluation import (
+    QUALITY_SOURCES,
+    ROBUSTNESS_METRICS,
+    candidate_costs,
+    model_quality,
+    model_robustness,
+)
 from fraud.modelops.training import CANDIDATES
 
 
@@ -99,6 +106,22 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  {candidate:<30} {process:<24} " + " / ".join(f"{cell[m]:.3f}" for m in ROBUSTNESS_METRICS)
                 )
+        costs = candidate_costs(
+            candidates=candidates,
+            start=datetime(2026, 1, 1, tzinfo=UTC),
+            customers=int(opts["customers"]),  # type: ignore[call-overload]
+            terminals=int(opts["terminals"]),  # type: ignore[call-overload]
+        )
+        report["costs"] = costs
+        self.stdout.write(
+            f"  serving costs (a fresh process, one thread; limits: session <= {MAX_SESSION_MB:.0f} MB, "
+            f"one row <= {MAX_ROW_US:.0f} us):"
+        )
+        for candidate, cost in costs.items():
+            self.stdout.write(
+                f"  {candidate:<30} artifact {cost['artifact_mb']:>6.2f} MB  session {cost['session_mb']:>6.1f} MB  "
+                f"one row {cost['row_us']:>6.1f} us  {'within limits' if cost['within_limits'] else 'OVER LIMITS'}"
+            )
         if opts["json_path"]:
             with open(str(opts["json_path"]), "w") as f:
                 json.dump(report, f, indent=2)

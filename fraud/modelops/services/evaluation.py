@@ -278,3 +278,29 @@ def model_robustness(
                 summary[metric]["held_out_worst"] = float(np.min(held_values))
         report["candidates"][candidate] = {"summary": summary, "processes": cells}
     return report
+
+
+def candidate_costs(
+    *, candidates: tuple[str, ...], start: datetime, customers: int = 5000, terminals: int = 10000, seed: int = 1
+) -> dict[str, dict[str, Any]]:
+    """Each candidate trained as production trains it (the benchmark process, the protocol's
+    training window), exported to ONNX and measured as a web worker would load it
+    (``fraud.modelops.costs``)."""
+    from fraud.modelops.costs import onnx_costs
+
+    protocol = Protocol(train_start=start + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
+    frame = frame_from_generated(simulate(start=start, days=63, customers=customers, terminals=terminals, seed=seed))
+    x = fx.features_offline(frame, frame, label_delay_days=protocol.delay_days).astype(np.float32)
+    us = fx.to_epoch_us
+    train = (frame.ts >= us(protocol.train_start)) & (frame.ts < us(protocol.train_end))
+    test = (frame.ts >= us(protocol.test_start)) & (frame.ts < us(protocol.test_end))
+    y = (frame.fraud_known_at <= us(protocol.test_start))[train].astype(np.int64)
+    neutral = training.neutral_values(x[train])
+    rng = np.random.default_rng(seed)
+    rows = x[test][rng.permutation(int(test.sum()))[:1000]]
+    costs = {}
+    for candidate in candidates:
+        model = training.fit_candidate(candidate, x[train], y, seed=seed)
+        exported = training.export(model, rows[:200], list(fx.FEATURE_NAMES), neutral)
+        costs[candidate] = onnx_costs(exported.artifact, rows)
+    return costs
