@@ -209,3 +209,19 @@ def test_the_robustness_table_reports_mean_worst_and_held_out_apart():
         summary = data["summary"][metric]
         assert summary["worst"] == min(chosen_on) and abs(summary["mean"] - sum(chosen_on) / 2) < 1e-12
         assert summary["held_out_worst"] == data["processes"]["c"][metric]  # never mixed into mean or worst
+
+
+def test_serving_costs_are_measured_in_a_fresh_process_against_the_limits():
+    import numpy as np
+
+    from fraud.features import definitions as fx
+    from fraud.modelops.costs import MAX_ROW_US, MAX_SESSION_MB, onnx_costs
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(fx.FEATURE_NAMES))).astype(np.float32)
+    y = (x[:, 0] > 1).astype(np.int64)
+    small = training.fit_candidate("logistic_regression", x, y)
+    exported = training.export(small, x[:50], list(fx.FEATURE_NAMES), training.neutral_values(x))
+    costs = onnx_costs(exported.artifact, x, sample=200)
+    assert costs["artifact_mb"] < 0.1 and 0 < costs["row_us"] < 10_000 and costs["session_mb"] >= 0
+    assert costs["within_limits"] == (costs["session_mb"] <= MAX_SESSION_MB and costs["row_us"] <= MAX_ROW_US)
