@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from skl2onnx import convert_sklearn
@@ -75,6 +76,9 @@ def fit_candidate(name: str, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> 
         # Fewer, slightly larger trees: a third of the nodes to walk per row (serving cost).
         params = {**HGB_PARAMS, "max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 31}
         model = HistGradientBoostingClassifier(**params, random_state=seed)
+    elif name == "ensemble_hgb_lr":
+        members = [fit_candidate("hgb_compact", x, y, seed=seed), fit_candidate("logistic_regression", x, y, seed=seed)]
+        return LogOddsEnsemble(members)
     elif name == "hgb_balanced":
         params = {**HGB_PARAMS, "min_samples_leaf": 50}
         model = HistGradientBoostingClassifier(**params, class_weight="balanced", random_state=seed)
@@ -88,19 +92,95 @@ def fit_candidate(name: str, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> 
 
 
 CANDIDATES = ("random_forest", "random_forest_balanced", "hgb", "hgb_compact", "hgb_balanced", "logistic_regression",
-              "logistic_regression_balanced")  # fmt: skip
+              "logistic_regression_balanced", "ensemble_hgb_lr")  # fmt: skip
+
+
+class LogOddsEnsemble:
+    """Members' scores averaged in log-odds: ``sigmoid(mean(logit(p_i)))``. Unlike averaging
+    probabilities, a member that is sure (p near 0 or 1) is not drowned by one that hedges, and
+    the result keeps the members' calibration scale. Exported as one ONNX graph (``export``)."""
+
+    EPS = 1e-7
+
+    def __init__(self, members: list[object]):
+        self.members = members
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        p = np.stack([m.predict_proba(x)[:, 1] for m in self.members])  # type: ignore[attr-defined]
+        p = np.clip(p, self.EPS, 1 - self.EPS)
+        score = 1 / (1 + np.exp(-np.mean(np.log(p) - np.log1p(-p), axis=0)))
+        return np.column_stack([1 - score, score])
+
+
+def _to_onnx(model: object, n_features: int) -> Any:
+    return convert_sklearn(
+        model,
+        initial_types=[("features", FloatTensorType([None, n_features]))],
+        options={id(model): {"zipmap": False}},
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+
+
+def _ensemble_onnx(ensemble: LogOddsEnsemble, n_features: int) -> Any:
+    """One graph: each member's converted graph under its own prefix, fed the shared input, and
+    the log-odds average of their fraud probabilities as a ``[n, 2]`` output."""
+    from onnx import TensorProto, compose, helper
+
+    nodes, initializers, logits = [], [], []
+    consts = [
+        helper.make_tensor("eps", TensorProto.FLOAT, [], [LogOddsEnsemble.EPS]),
+        helper.make_tensor("one_minus_eps", TensorProto.FLOAT, [], [1 - LogOddsEnsemble.EPS]),
+        helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("k", TensorProto.FLOAT, [], [float(len(ensemble.members))]),
+        helper.make_tensor("fraud_column", TensorProto.INT64, [1], [1]),
+    ]
+    opsets: dict[str, int] = {}
+    ir_version = 0
+    for i, member in enumerate(ensemble.members):
+        part = compose.add_prefix(_to_onnx(member, n_features), prefix=f"m{i}_")
+        ir_version = max(ir_version, part.ir_version)  # what the converter targets, not onnx's newest
+        nodes.append(helper.make_node("Identity", ["features"], [f"m{i}_features"]))
+        nodes.extend(part.graph.node)
+        initializers.extend(part.graph.initializer)
+        for opset in part.opset_import:
+            opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
+        p, q, lp, lq = (f"m{i}_{n}" for n in ("p", "q", "log_p", "log_q"))
+        nodes += [
+            helper.make_node("Gather", [part.graph.output[-1].name, "fraud_column"], [f"m{i}_raw"], axis=1),
+            helper.make_node("Clip", [f"m{i}_raw", "eps", "one_minus_eps"], [p]),
+            helper.make_node("Sub", ["one", p], [q]),
+            helper.make_node("Log", [p], [lp]),
+            helper.make_node("Log", [q], [lq]),
+            helper.make_node("Sub", [lp, lq], [f"m{i}_logit"]),
+        ]
+        logits.append(f"m{i}_logit")
+    nodes += [
+        helper.make_node("Sum", logits, ["logit_sum"]),
+        helper.make_node("Div", ["logit_sum", "k"], ["logit_mean"]),
+        helper.make_node("Sigmoid", ["logit_mean"], ["fraud"]),
+        helper.make_node("Sub", ["one", "fraud"], ["legitimate"]),
+        helper.make_node("Concat", ["legitimate", "fraud"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "log_odds_ensemble",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n_features])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+        initializer=[*initializers, *consts],
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()], ir_version=ir_version
+    )
 
 
 def export(model: object, x_check: np.ndarray, feature_names: list[str], neutral: np.ndarray) -> ExportedModel:
     """Convert to ONNX (probabilities as a plain ``[n, 2]`` tensor, no ZipMap) and prove it agrees
     with scikit-learn on ``x_check`` within ``ONNX_TOLERANCE``."""
     n_features = len(feature_names)
-    onnx_model = convert_sklearn(
-        model,
-        initial_types=[("features", FloatTensorType([None, n_features]))],
-        options={id(model): {"zipmap": False}},
-        target_opset={"": 17, "ai.onnx.ml": 3},
-    )
+    if isinstance(model, LogOddsEnsemble):
+        onnx_model = _ensemble_onnx(model, n_features)
+    else:
+        onnx_model = _to_onnx(model, n_features)
     artifact = onnx_model.SerializeToString()
     digest = sha256_hex(artifact)
     scorer = OnnxScorer(artifact, expected_sha256=digest, feature_names=feature_names, neutral_values=neutral.tolist())

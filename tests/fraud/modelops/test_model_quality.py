@@ -225,3 +225,27 @@ def test_serving_costs_are_measured_in_a_fresh_process_against_the_limits():
     costs = onnx_costs(exported.artifact, x, sample=200)
     assert costs["artifact_mb"] < 0.1 and 0 < costs["row_us"] < 10_000 and costs["session_mb"] >= 0
     assert costs["within_limits"] == (costs["session_mb"] <= MAX_SESSION_MB and costs["row_us"] <= MAX_ROW_US)
+
+
+def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members():
+    import numpy as np
+
+    from fraud.features import definitions as fx
+    from fraud.scoring.scorer import OnnxScorer
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, len(fx.FEATURE_NAMES))).astype(np.float32)
+    y = ((x[:, 0] + 0.5 * x[:, 3] + rng.normal(scale=0.5, size=3000)) > 1.5).astype(np.int64)
+    ensemble = training.fit_candidate("ensemble_hgb_lr", x, y)
+    members = [m.predict_proba(x[:200])[:, 1] for m in ensemble.members]
+    p = np.clip(np.stack(members), 1e-7, 1 - 1e-7)
+    expected = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)), axis=0)))
+    assert np.allclose(ensemble.predict_proba(x[:200])[:, 1], expected)
+
+    exported = training.export(ensemble, x[:500], list(fx.FEATURE_NAMES), training.neutral_values(x))
+    assert exported.onnx_max_abs_diff <= training.ONNX_TOLERANCE  # export() checks it, too
+    scorer = OnnxScorer(
+        exported.artifact, expected_sha256=exported.sha256, feature_names=list(fx.FEATURE_NAMES),
+        neutral_values=exported.neutral_values,
+    )  # fmt: skip
+    assert np.allclose(scorer.predict(x[:200]), expected, atol=1e-4)
