@@ -237,10 +237,9 @@ def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members():
     x = rng.normal(size=(3000, len(fx.FEATURE_NAMES))).astype(np.float32)
     y = ((x[:, 0] + 0.5 * x[:, 3] + rng.normal(scale=0.5, size=3000)) > 1.5).astype(np.int64)
     ensemble = training.fit_candidate("ensemble_hgb_lr", x, y)
-    members = [m.predict_proba(x[:200])[:, 1] for m in ensemble.members]
-    p = np.clip(np.stack(members), 1e-7, 1 - 1e-7)
-    expected = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)), axis=0)))
-    assert np.allclose(ensemble.predict_proba(x[:200])[:, 1], expected)
+    p = np.clip(np.stack([m.predict_proba(x[:200])[:, 1] for m in ensemble.members]), 1e-12, 1 - 1e-12)
+    expected = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)), axis=0)))  # the members' log-odds, averaged
+    assert np.allclose(ensemble.predict_proba(x[:200])[:, 1], expected, atol=1e-6)
 
     exported = training.export(ensemble, x[:500], list(fx.FEATURE_NAMES), training.neutral_values(x))
     assert exported.onnx_max_abs_diff <= training.ONNX_TOLERANCE  # export() checks it, too
