@@ -96,41 +96,41 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """Readiness: database, cache and what the apps check (an active model) are all usable; 503
     otherwise, and an answer within a second either way."""
     deadline = time.monotonic() + READY_DEADLINE
-    futures: dict[str, object] = {}
+    futures: dict[str, Future[object] | None] = {}
     checks: dict[str, str] = {}
     if breaker.is_open:
         checks["database"] = "unavailable"  # known down; the breaker's probe is already asking
     elif connection.vendor == "sqlite":
         # A local file cannot hang on a network, and a thread would not see a test's database.
-        checks["database"] = _outcome("database", _done(_database_check), deadline)
+        checks["database"] = _guarded("database", _database_check)
     else:
-        futures["database"] = _ready_pool.submit(_in_thread(_database_check)) if _ready_busy.acquire(False) else None
-    futures["cache"] = _ready_pool.submit(_in_thread(_cache_check)) if _ready_busy.acquire(False) else None
+        futures["database"] = _submit(_database_check)
+    futures["cache"] = _submit(_cache_check)
     checks.update({name: _outcome(name, future, deadline) for name, future in futures.items()})
     checks.update(_apps_check(checks["database"]))
     ready = all(v not in ("unavailable", "unknown") for v in checks.values())
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
 
 
-def _done(check: Callable[[], object]) -> Future[object]:
-    future: Future[object] = Future()
-    try:
-        future.set_result(check())
-    except Exception as exc:
-        future.set_exception(exc)
-    return future
+def _submit(check: Callable[[], object]) -> Future[object] | None:
+    """The check on the readiness pool, or None while READY_THREADS earlier checks still hang."""
+    return _ready_pool.submit(_in_thread(check)) if _ready_busy.acquire(blocking=False) else None
 
 
-def _outcome(name: str, future: object, deadline: float) -> str:
-    if future is None:
-        return "unavailable"  # earlier checks of this process are still hanging
+def _guarded(name: str, check: Callable[[], object]) -> str:
     try:
-        return str(future.result(timeout=max(0.0, deadline - time.monotonic())))  # type: ignore[attr-defined]
+        return str(check())
     except FutureTimeout:
         logger.warning("readiness: %s did not answer within %.1f s", name, READY_DEADLINE)
     except Exception as exc:  # any failure means "not ready", never a 500
         logger.warning("readiness: %s unavailable: %s", name, type(exc).__name__)
     return "unavailable"
+
+
+def _outcome(name: str, future: Future[object] | None, deadline: float) -> str:
+    if future is None:
+        return "unavailable"  # earlier checks of this process are still hanging
+    return _guarded(name, lambda: future.result(timeout=max(0.0, deadline - time.monotonic())))
 
 
 @require_GET

@@ -13,7 +13,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cipherguard.api import IsApiClient, Pagination, StrictSerializer, page_of, problem, problem_response, problems
+from cipherguard.api import (
+    CURSOR_RE,
+    IsApiClient,
+    Pagination,
+    StrictSerializer,
+    page_of,
+    problem,
+    problem_response,
+    problems,
+)
 from fraud.models import DecidedBy, Decision, Label, LabelSource, Transaction
 from fraud.scoring.runtime import NoActiveModelError
 from fraud.scoring.services import IdempotencyConflictError, transaction_score, transactions_score_many
@@ -122,7 +131,7 @@ def conflict_body(exc: IdempotencyConflictError) -> dict[str, Any]:
 
 
 @extend_schema_field(
-    {"type": "string", "pattern": "^[A-Za-z0-9+/=]{1,512}$", "description": "opaque: a page's next or previous link"}
+    {"type": "string", "pattern": f"^{CURSOR_RE.pattern}$", "description": "opaque: a page's next or previous link"}
 )
 class CursorField(serializers.CharField):
     def __init__(self, **kwargs: Any):
