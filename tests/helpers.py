@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +11,13 @@ import numpy as np
 from fraud.features import definitions as fx
 from fraud.modelops.datasets import frame_from_generated
 from fraud.modelops.generator import Generated
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def online_features(tx, *, label_delay_days: int = 7) -> np.ndarray:

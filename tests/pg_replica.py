@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,15 +20,11 @@ from pathlib import Path
 
 import psycopg
 
+from tests.helpers import free_port
+
 
 class ReplicaUnavailableError(Exception):
     """This machine cannot run a replica (no PostgreSQL binaries, no rights)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _bin_dir(primary: psycopg.Connection) -> Path:
@@ -136,7 +131,7 @@ def start_replica(primary_dsn: dict[str, object]) -> Replica:
         # A standby refuses to start with fewer connections (and the like) than its primary.
         max_connections = primary.execute("SHOW max_connections").fetchone()[0]
     datadir = Path(tempfile.mkdtemp(prefix="cipherguard-replica-"))
-    port = _free_port()
+    port = free_port()
     result = subprocess.run(
         [str(bin_dir / "pg_basebackup"), "-h", str(primary_dsn.get("host") or "127.0.0.1"), "-p", str(primary_dsn.get("port") or 5432),
          "-U", str(primary_dsn.get("user") or "postgres"), "-D", str(datadir), "-X", "stream", "-R", "-c", "fast"],

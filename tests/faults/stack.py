@@ -32,6 +32,8 @@ from typing import Any
 import psycopg
 import yaml
 
+from tests.helpers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent  # the virtualenv's bin: gunicorn, celery
 PYTHON = sys.executable
@@ -49,12 +51,6 @@ HISTORY = {"days": 45, "customers": 200, "merchants": 30, "seed": 3}
 
 class SetupError(RuntimeError):
     """The private deployment could not be brought up (message carries the logs' tails)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def now() -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fraud.models import BatchJob, BatchStatus, CaseStatus, DriftReport
 from tests.factories import CaseFactory, TransactionFactory
 from tests.fraud.scoring.test_scoring_api import body
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 Key = tuple[str, tuple[tuple[str, str], ...]]
@@ -39,12 +39,6 @@ def scrape(client: Client | None = None, **headers: str) -> dict[Key, float]:
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain")
     return parse(response.content.decode())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def delta(before: dict[Key, float], after: dict[Key, float], name: str, **labels: str) -> float:

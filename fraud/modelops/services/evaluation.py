@@ -58,6 +58,21 @@ def model_evaluate(
     return evaluate_frame(frame, protocol, scorer=load_model(version).scorer.predict, name=version.version)
 
 
+def windows(frame: fx.Frame, protocol: Protocol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training and test rows of ``frame``, and the training labels as they are known when
+    testing starts (test labels are read in full)."""
+    us = fx.to_epoch_us
+    train = (frame.ts >= us(protocol.train_start)) & (frame.ts < us(protocol.train_end))
+    test = (frame.ts >= us(protocol.test_start)) & (frame.ts < us(protocol.test_end))
+    return train, test, (frame.fraud_known_at <= us(protocol.test_start))[train].astype(np.int64)
+
+
+def generated_protocol(start: datetime) -> Protocol:
+    """The protocol on generated data: training from day 42 (the features' 30-day windows and the
+    7-day delay need the history before it), 7 days each of training, delay and test."""
+    return Protocol(train_start=start + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
+
+
 def evaluate_frame(
     frame: fx.Frame,
     protocol: Protocol,
@@ -79,11 +94,8 @@ def evaluate_frame(
     if x is None:
         x = fx.features_offline(frame, frame, label_delay_days=protocol.delay_days)
     us = fx.to_epoch_us
-    train = (frame.ts >= us(protocol.train_start)) & (frame.ts < us(protocol.train_end))
-    test = (frame.ts >= us(protocol.test_start)) & (frame.ts < us(protocol.test_end))
+    train, test, y_train = windows(frame, protocol)
     is_fraud = frame.fraud_known_at != fx.NOT_FRAUD
-    # Training labels as they would be known when testing starts; test labels in full.
-    y_train = (frame.fraud_known_at <= us(protocol.test_start))[train].astype(np.int64)
     y_test = is_fraud[test].astype(np.int64)
     calibration: dict[str, Any] = {}
     if scorer is None:
@@ -185,7 +197,7 @@ def model_quality(
             lambda seed: generate(start=start, days=70, customers=2000, merchants=300, seed=seed),
         ),
     }
-    protocol = Protocol(train_start=start + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
+    protocol = generated_protocol(start)
     report: dict[str, Any] = {"protocol": {"train_start_day": 42, "train_days": 7, "delay_days": 7, "test_days": 7},
                               "seeds": seeds, "sources": {}}  # fmt: skip
 
@@ -243,7 +255,7 @@ def model_robustness(
 
     family = FAMILY if processes is None else processes
     held = HELD_OUT if held_out is None else held_out
-    protocol = Protocol(train_start=start + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
+    protocol = generated_protocol(start)
     per_process: dict[str, dict[str, dict[str, float]]] = {c: {} for c in candidates}
     for name, process in {**family, **held}.items():
         for seed in seeds:
@@ -288,13 +300,10 @@ def candidate_costs(
     (``fraud.modelops.costs``)."""
     from fraud.modelops.costs import onnx_costs
 
-    protocol = Protocol(train_start=start + timedelta(days=42), train_days=7, delay_days=7, test_days=7)
+    protocol = generated_protocol(start)
     frame = frame_from_generated(simulate(start=start, days=63, customers=customers, terminals=terminals, seed=seed))
     x = fx.features_offline(frame, frame, label_delay_days=protocol.delay_days).astype(np.float32)
-    us = fx.to_epoch_us
-    train = (frame.ts >= us(protocol.train_start)) & (frame.ts < us(protocol.train_end))
-    test = (frame.ts >= us(protocol.test_start)) & (frame.ts < us(protocol.test_end))
-    y = (frame.fraud_known_at <= us(protocol.test_start))[train].astype(np.int64)
+    train, test, y = windows(frame, protocol)
     neutral = training.neutral_values(x[train])
     rng = np.random.default_rng(seed)
     rows = x[test][rng.permutation(int(test.sum()))[:1000]]

@@ -120,7 +120,8 @@ def test_the_worker_serves_its_task_metrics_summed_over_its_pool(
     worker, alice_api, alice, active_model, settings, tmp_path
 ):
     """Two pool processes share the chunks; the main process's metrics endpoint sums both."""
-    from tests.ops.test_metrics import free_port, parse
+    from tests.helpers import free_port
+    from tests.ops.test_metrics import parse
 
     settings.BATCH_CHUNK_SIZE = 50
     port = free_port()
