@@ -45,7 +45,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
         model = ModelVersion
 
     version = factory.Sequence(lambda n: f"test-model-{n}")
-    algorithm = "random_forest"
+    algorithm = "ensemble_forest_boosting"
     artifact = b""
     artifact_sha256 = ""
     feature_set_version = fx.FEATURE_SET_VERSION

@@ -97,7 +97,7 @@ def test_response_serialization(benchmark):
         "reasons": [
             {"code": "AMOUNT_HIGH_FOR_CUSTOMER", "text": "Amount far above this customer's usual", "weight": 0.41}
         ],
-        "model_version": "rf-20261127-000000-000000",
+        "model_version": "fb-20261127-000000-000000",
         "scored_at": "2026-11-27T10:00:00.000000Z",
     }
     assert benchmark(JSONRenderer().render, payload).startswith(b"{")

@@ -13,7 +13,7 @@ from fraud.modelops.services.evaluation import (
     model_quality,
     model_robustness,
 )
-from fraud.modelops.training import CANDIDATES
+from fraud.modelops.training import ALGORITHM, CANDIDATES, TABLE_CANDIDATES
 
 
 class Command(BaseCommand):
@@ -26,8 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
         parser.add_argument("--source", choices=[*QUALITY_SOURCES, "all"], default="all")
         parser.add_argument(
-            "--candidates", nargs="+", choices=[*CANDIDATES, "all"], default=["random_forest"],
-            help="models to compare (random_forest is what production trains); 'all' for every candidate",
+            "--candidates", nargs="+", choices=[*CANDIDATES, "all"],
+            help=f"models to compare ({ALGORITHM} is what production trains); 'all' for every candidate. "
+            f"Default: {ALGORITHM}, or with --family the rows of docs/model.md's table",
         )  # fmt: skip
         parser.add_argument("--json", dest="json_path", help="also write the results to this file")
         parser.add_argument(
@@ -42,7 +43,7 @@ class Command(BaseCommand):
         if opts["family"]:
             return self.robustness(opts)
         sources = list(QUALITY_SOURCES) if opts["source"] == "all" else [str(opts["source"])]
-        candidates = CANDIDATES if "all" in opts["candidates"] else tuple(opts["candidates"])  # type: ignore[operator,arg-type]
+        candidates = self.candidates(opts, default=(ALGORITHM,))
         report = model_quality(
             seeds=list(opts["seeds"]),  # type: ignore[call-overload]
             sources=sources,
@@ -75,8 +76,15 @@ class Command(BaseCommand):
             with open(str(opts["json_path"]), "w") as f:
                 json.dump(report, f, indent=2)
 
+    @staticmethod
+    def candidates(opts: dict[str, object], *, default: tuple[str, ...]) -> tuple[str, ...]:
+        chosen = opts["candidates"]
+        if not chosen:
+            return default
+        return CANDIDATES if "all" in chosen else tuple(chosen)  # type: ignore[operator,arg-type]
+
     def robustness(self, opts: dict[str, object]) -> None:
-        candidates = CANDIDATES if "all" in opts["candidates"] else tuple(opts["candidates"])  # type: ignore[operator,arg-type]
+        candidates = self.candidates(opts, default=TABLE_CANDIDATES)
         report = model_robustness(
             candidates=candidates,
             seeds=list(opts["seeds"]),  # type: ignore[call-overload]

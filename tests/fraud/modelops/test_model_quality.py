@@ -39,7 +39,7 @@ def test_each_fraud_scenario_is_scored_against_the_legitimate_rows(generated, fr
     assert all(0.5 < v["auc_vs_legitimate"] <= 1 for v in by.values())
 
 
-@pytest.mark.parametrize("candidate", ["random_forest", "hgb", "logistic_regression"])
+@pytest.mark.parametrize("candidate", [training.ALGORITHM, "random_forest", "hgb", "logistic_regression"])
 def test_the_protocol_reports_the_three_metrics_for_a_candidate(frame, candidate):
     def fit(x, y, *, seed):
         return training.fit_candidate(candidate, x, y, seed=seed)
@@ -211,6 +211,16 @@ def test_the_robustness_table_reports_mean_worst_and_held_out_apart():
         assert summary["held_out_worst"] == data["processes"]["c"][metric]  # never mixed into mean or worst
 
 
+def test_our_generator_runs_as_a_member_of_the_family():
+    from fraud.modelops.services.evaluation import OUR_GENERATOR, model_robustness
+
+    report = model_robustness(
+        candidates=("logistic_regression",), seeds=[1], start=START, processes={OUR_GENERATOR: None}, held_out={},
+    )  # fmt: skip
+    cell = report["candidates"]["logistic_regression"]["processes"][OUR_GENERATOR]
+    assert 0.5 < cell["auc_roc"] <= 1 and 0 < cell["average_precision"] <= 1
+
+
 def test_serving_costs_are_measured_in_a_fresh_process_against_the_limits():
     import numpy as np
 
@@ -227,7 +237,8 @@ def test_serving_costs_are_measured_in_a_fresh_process_against_the_limits():
     assert costs["within_limits"] == (costs["session_mb"] <= MAX_SESSION_MB and costs["row_us"] <= MAX_ROW_US)
 
 
-def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members():
+@pytest.mark.parametrize("candidate", ["ensemble_hgb_lr", "ensemble_forest_boosting"])
+def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members(candidate):
     import numpy as np
 
     from fraud.features import definitions as fx
@@ -236,10 +247,14 @@ def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3000, len(fx.FEATURE_NAMES))).astype(np.float32)
     y = ((x[:, 0] + 0.5 * x[:, 3] + rng.normal(scale=0.5, size=3000)) > 1.5).astype(np.int64)
-    ensemble = training.fit_candidate("ensemble_hgb_lr", x, y)
-    p = np.clip(np.stack([m.predict_proba(x[:200])[:, 1] for m in ensemble.members]), 1e-12, 1 - 1e-12)
+    ensemble = training.fit_candidate(candidate, x, y)
+    rows = x[:200]
+    # A forest has no margin of its own: its probability, clipped, stands in (a forest's zero
+    # would be an infinite log-odds).
+    eps = [training.MARGIN_EPS if not hasattr(m, "decision_function") else 1e-12 for m in ensemble.members]
+    p = np.stack([np.clip(m.predict_proba(rows)[:, 1], e, 1 - e) for m, e in zip(ensemble.members, eps)])
     expected = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)), axis=0)))  # the members' log-odds, averaged
-    assert np.allclose(ensemble.predict_proba(x[:200])[:, 1], expected, atol=1e-6)
+    assert np.allclose(ensemble.predict_proba(rows)[:, 1], expected, atol=1e-6)
 
     exported = training.export(ensemble, x[:500], list(fx.FEATURE_NAMES), training.neutral_values(x))
     assert exported.onnx_max_abs_diff <= training.ONNX_TOLERANCE  # export() checks it, too
@@ -247,4 +262,55 @@ def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members():
         exported.artifact, expected_sha256=exported.sha256, feature_names=list(fx.FEATURE_NAMES),
         neutral_values=exported.neutral_values,
     )  # fmt: skip
-    assert np.allclose(scorer.predict(x[:200]), expected, atol=1e-4)
+    assert np.allclose(scorer.predict(rows), expected, atol=1e-4)
+
+
+def test_a_forest_s_certain_zero_or_one_is_a_finite_margin_in_both_runtimes():
+    """A forest has no log-odds of its own; a row all of whose leaves are pure has probability 0
+    (or 1), whose logit is infinite and would decide the ensemble alone. Both the Python path and
+    the ONNX graph clip it to MARGIN_EPS first."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+
+    from fraud.features import definitions as fx
+    from fraud.scoring.scorer import OnnxScorer
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2000, len(fx.FEATURE_NAMES))).astype(np.float32)
+    y = (x[:, 0] > 1.0).astype(np.int64)  # separable on one feature: leaves are pure
+    forest = RandomForestClassifier(n_estimators=8, max_features=None, random_state=0).fit(x, y)
+    rows = np.vstack([x[y == 0][:50], x[y == 1][:50]])
+    assert set(np.unique(forest.predict_proba(rows)[:, 1])) == {0.0, 1.0}
+    bound = np.log(training.MARGIN_EPS) - np.log1p(-training.MARGIN_EPS)
+    assert np.allclose(training._margin(forest, rows), np.where(np.arange(100) < 50, bound, -bound))
+
+    ensemble = training.LogOddsEnsemble([forest, forest])
+    expected = np.where(np.arange(100) < 50, training.MARGIN_EPS, 1 - training.MARGIN_EPS)
+    assert np.allclose(ensemble.predict_proba(rows)[:, 1], expected)
+    exported = training.export(ensemble, rows, list(fx.FEATURE_NAMES), training.neutral_values(x))
+    scorer = OnnxScorer(
+        exported.artifact, expected_sha256=exported.sha256, feature_names=list(fx.FEATURE_NAMES),
+        neutral_values=exported.neutral_values,
+    )  # fmt: skip
+    assert np.allclose(scorer.predict(rows), expected, atol=1e-6)
+
+
+def test_production_trains_the_chosen_model_bounded_in_size():
+    """The model `training.fit` returns is the table's choice, and its size is bounded by
+    construction (64 trees of depth <= 10, 150 boosting trees of <= 31 leaves), whatever the
+    training window: what kept its session at 12 MB and a row at 13 µs when measured (docs/model.md;
+    time and memory are measured by `model_quality --family` and `make bench`, not here)."""
+    from fraud.features import definitions as fx
+    from fraud.modelops.services.evaluation import windows
+
+    frame = frame_from_generated(simulate(start=START, days=63, customers=1200, terminals=2400, seed=3))
+    x = fx.features_offline(frame, frame, label_delay_days=PROTOCOL.delay_days)
+    train, test, y = windows(frame, PROTOCOL)
+    model = training.fit(x[train], y, seed=0)
+    assert training.ALGORITHM == "ensemble_forest_boosting" == training.TABLE_CANDIDATES[0]
+    forest, boosting = model.members
+    assert type(forest).__name__ == "RandomForestClassifier" and len(forest.estimators_) == 64
+    assert max(tree.get_depth() for tree in forest.estimators_) <= 10
+    assert type(boosting).__name__ == "HistGradientBoostingClassifier" and boosting.n_iter_ <= 150
+    exported = training.export(model, x[test][:2000], list(fx.FEATURE_NAMES), training.neutral_values(x[train]))
+    assert len(exported.artifact) < 2 * 2**20  # the deep forest's was 3-30 MB
