@@ -252,7 +252,7 @@ def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members(ca
     # A forest has no margin of its own: its probability, clipped, stands in (a forest's zero
     # would be an infinite log-odds).
     eps = [training.MARGIN_EPS if not hasattr(m, "decision_function") else 1e-12 for m in ensemble.members]
-    p = np.stack([np.clip(m.predict_proba(rows)[:, 1], e, 1 - e) for m, e in zip(ensemble.members, eps)])
+    p = np.stack([np.clip(m.predict_proba(rows)[:, 1], e, 1 - e) for m, e in zip(ensemble.members, eps, strict=True)])
     expected = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)), axis=0)))  # the members' log-odds, averaged
     assert np.allclose(ensemble.predict_proba(rows)[:, 1], expected, atol=1e-6)
 
