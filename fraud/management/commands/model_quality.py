@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -35,6 +36,10 @@ class Command(BaseCommand):
             "--family", action="store_true",
             help="the robustness table: every candidate on every process of the simulation family "
             "(fraud.modelops.simulator.FAMILY) and the held-out ones, mean and worst case per metric",
+        )  # fmt: skip
+        parser.add_argument(
+            "--markdown", dest="markdown_path",
+            help="with --family: also write the tables as docs/model.md shows them to this file",
         )  # fmt: skip
         parser.add_argument("--customers", type=int, default=5000, help="with --family: customers per process")
         parser.add_argument("--terminals", type=int, default=10000, help="with --family: terminals per process")
@@ -133,3 +138,32 @@ class Command(BaseCommand):
         if opts["json_path"]:
             with open(str(opts["json_path"]), "w") as f:
                 json.dump(report, f, indent=2)
+        if opts["markdown_path"]:
+            with open(str(opts["markdown_path"]), "w") as f:
+                f.write(robustness_markdown(report))
+
+
+def robustness_markdown(report: dict[str, Any]) -> str:
+    """The robustness report as docs/model.md's two tables: mean / worst / held-out worst per
+    metric with the serving costs, then Average Precision per process."""
+    lines = [
+        "| model | AUC ROC mean / worst / held-out worst | Average Precision | Card Precision@100 "
+        "| session | one row | within limits |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for candidate, data in report["candidates"].items():
+        cells = [
+            f"{s['mean']:.3f} / {s['worst']:.3f} / {s.get('held_out_worst', float('nan')):.3f}"
+            for s in (data["summary"][m] for m in ROBUSTNESS_METRICS)
+        ]
+        cost = report["costs"][candidate]
+        lines.append(
+            f"| {candidate} | {' | '.join(cells)} | {cost['session_mb']:.1f} MB | {cost['row_us']:.1f} µs "
+            f"| {'yes' if cost['within_limits'] else 'no'} |"
+        )
+    candidates = list(report["candidates"])
+    lines += ["", "| process | " + " | ".join(candidates) + " |", "|---" * (len(candidates) + 1) + "|"]
+    for process in [*report["family"], *report["held_out"]]:
+        values = [report["candidates"][c]["processes"][process]["average_precision"] for c in candidates]
+        lines.append(f"| {process} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"

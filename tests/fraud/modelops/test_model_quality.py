@@ -314,3 +314,24 @@ def test_production_trains_the_chosen_model_bounded_in_size():
     assert type(boosting).__name__ == "HistGradientBoostingClassifier" and boosting.n_iter_ <= 150
     exported = training.export(model, x[test][:2000], list(fx.FEATURE_NAMES), training.neutral_values(x[train]))
     assert len(exported.artifact) < 2 * 2**20  # the deep forest's was 3-30 MB
+
+
+def test_the_robustness_tables_are_written_as_the_docs_show_them():
+    from fraud.management.commands.model_quality import robustness_markdown
+
+    cell = {"auc_roc": 0.9, "average_precision": 0.7, "card_precision_at_100": 0.3}
+    summary = {m: {"mean": v, "worst": v - 0.1, "held_out_worst": v - 0.05} for m, v in cell.items()}
+    report = {
+        "family": ["a", "b"],
+        "held_out": ["c"],
+        "candidates": {
+            "m1": {"summary": summary, "processes": {"a": cell, "b": cell, "c": {**cell, "average_precision": 0.5}}}
+        },
+        "costs": {"m1": {"session_mb": 12.34, "row_us": 13.0, "within_limits": True}},
+    }
+    lines = robustness_markdown(report).splitlines()
+    assert (
+        lines[2]
+        == "| m1 | 0.900 / 0.800 / 0.850 | 0.700 / 0.600 / 0.650 | 0.300 / 0.200 / 0.250 | 12.3 MB | 13.0 µs | yes |"
+    )
+    assert lines[-3:] == ["| a | 0.700 |", "| b | 0.700 |", "| c | 0.500 |"]
