@@ -46,13 +46,17 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn hook
     Django loads URLs, views and the model lazily, on the first request; doing it here keeps that
     off a client's clock. ``gc.freeze()`` then moves the ~150,000 start-up objects to a permanent
     generation: a full collection walked all of them, a 65 ms pause every ~1,500 requests that
-    set the p99 (measured; docs/performance.md)."""
+    set the p99 (measured; docs/performance.md). Last, the heap that loading freed goes back to
+    the operating system (cipherguard.memory)."""
     import gc
 
     from cipherguard.warmup import warm_up
 
     warm_up()
     gc.freeze()
+    from cipherguard.memory import return_free_heap
+
+    return_free_heap()  # what loading the model freed stays resident otherwise
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook

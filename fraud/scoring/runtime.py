@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.dispatch import receiver
 
+from cipherguard.memory import return_free_heap
 from fraud.features import definitions as fx
 from fraud.models import ModelStatus, ModelVersion
 from fraud.rules.expressions import Compiled
@@ -90,8 +91,12 @@ class Runtime:
                 "id", "version", "artifact_sha256", "status", "shadow"
             )
         )
+        before = (self._model, self._shadow)
         self._model = self._swap(self._model, next((r[:3] for r in rows if r[3] == ModelStatus.ACTIVE), None))
         self._shadow = self._swap(self._shadow, next((r[:3] for r in rows if r[4]), None))
+        if self._model is not before[0] or self._shadow is not before[1]:
+            del before  # the replaced sessions are freed here, then their memory handed back
+            return_free_heap()
         try:
             self._policy = load_policy(self._compiled)
         except Exception:  # scoring goes on with the lists and rules it had; the error is logged

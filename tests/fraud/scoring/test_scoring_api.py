@@ -247,3 +247,31 @@ def test_a_model_needing_features_this_code_does_not_compute_is_refused(alice_ap
     assert response.status_code == 503
     assert response.json()["code"] == "no_active_model"
     assert not Transaction.objects.exists()
+
+
+def test_a_model_swap_hands_the_freed_heap_back_once(alice_api, active_model, monkeypatch):
+    """Loading a session leaves freed parse buffers in the C heap; the runtime returns them to the
+    operating system after a swap (cipherguard.memory), and not on a refresh that swaps nothing."""
+    from fraud.scoring import runtime as runtime_module
+
+    calls = []
+    monkeypatch.setattr(runtime_module, "return_free_heap", lambda: calls.append(1) or True)
+    runtime.invalidate()
+    runtime.current()  # first load in this test's runtime, or the same model kept
+    calls.clear()
+    runtime.invalidate()
+    runtime.current()
+    assert calls == []  # same model: nothing replaced, nothing to hand back
+
+    runtime_module.runtime._model = None  # as in a fresh worker
+    runtime.invalidate()
+    runtime.current()
+    assert calls == [1]
+
+
+def test_free_heap_goes_back_where_the_c_library_allows_it():
+    import platform
+
+    from cipherguard.memory import return_free_heap
+
+    assert return_free_heap() is (platform.libc_ver()[0] == "glibc")
