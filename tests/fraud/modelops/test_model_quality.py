@@ -237,12 +237,23 @@ def test_serving_costs_are_measured_in_a_fresh_process_against_the_limits():
     assert costs["within_limits"] == (costs["session_mb"] <= MAX_SESSION_MB and costs["row_us"] <= MAX_ROW_US)
 
 
+def _served(exported, rows):
+    """Scores of an exported model as a web worker's scorer computes them."""
+    from fraud.features import definitions as fx
+    from fraud.scoring.scorer import OnnxScorer
+
+    scorer = OnnxScorer(
+        exported.artifact, expected_sha256=exported.sha256, feature_names=list(fx.FEATURE_NAMES),
+        neutral_values=exported.neutral_values,
+    )  # fmt: skip
+    return scorer.predict(rows)
+
+
 @pytest.mark.parametrize("candidate", ["ensemble_hgb_lr", "ensemble_forest_boosting"])
 def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members(candidate):
     import numpy as np
 
     from fraud.features import definitions as fx
-    from fraud.scoring.scorer import OnnxScorer
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3000, len(fx.FEATURE_NAMES))).astype(np.float32)
@@ -258,11 +269,7 @@ def test_the_log_odds_ensemble_is_one_onnx_graph_that_agrees_with_its_members(ca
 
     exported = training.export(ensemble, x[:500], list(fx.FEATURE_NAMES), training.neutral_values(x))
     assert exported.onnx_max_abs_diff <= training.ONNX_TOLERANCE  # export() checks it, too
-    scorer = OnnxScorer(
-        exported.artifact, expected_sha256=exported.sha256, feature_names=list(fx.FEATURE_NAMES),
-        neutral_values=exported.neutral_values,
-    )  # fmt: skip
-    assert np.allclose(scorer.predict(rows), expected, atol=1e-4)
+    assert np.allclose(_served(exported, rows), expected, atol=1e-4)
 
 
 def test_a_forest_s_certain_zero_or_one_is_a_finite_margin_in_both_runtimes():
@@ -273,7 +280,6 @@ def test_a_forest_s_certain_zero_or_one_is_a_finite_margin_in_both_runtimes():
     from sklearn.ensemble import RandomForestClassifier
 
     from fraud.features import definitions as fx
-    from fraud.scoring.scorer import OnnxScorer
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2000, len(fx.FEATURE_NAMES))).astype(np.float32)
@@ -288,11 +294,7 @@ def test_a_forest_s_certain_zero_or_one_is_a_finite_margin_in_both_runtimes():
     expected = np.where(np.arange(100) < 50, training.MARGIN_EPS, 1 - training.MARGIN_EPS)
     assert np.allclose(ensemble.predict_proba(rows)[:, 1], expected)
     exported = training.export(ensemble, rows, list(fx.FEATURE_NAMES), training.neutral_values(x))
-    scorer = OnnxScorer(
-        exported.artifact, expected_sha256=exported.sha256, feature_names=list(fx.FEATURE_NAMES),
-        neutral_values=exported.neutral_values,
-    )  # fmt: skip
-    assert np.allclose(scorer.predict(rows), expected, atol=1e-6)
+    assert np.allclose(_served(exported, rows), expected, atol=1e-6)
 
 
 def test_production_trains_the_chosen_model_bounded_in_size():
