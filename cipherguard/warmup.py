@@ -23,3 +23,15 @@ def warm_up() -> None:
         close_old_connections()
         for conn in connections.all(initialized_only=True):
             conn.close()  # back to the pool
+
+
+def before_fork() -> None:
+    """What a preloading master must not hand to its workers: the database connection pool runs
+    threads, which a fork does not copy, and its sockets would be shared by every worker. Closed
+    here, each worker opens its own on its first query. (Redis clients check the process id and
+    reconnect after a fork by themselves.)"""
+    for conn in connections.all(initialized_only=True):
+        conn.close()
+        # Only a pool that exists: asking for `conn.pool` (close_pool does) would open one.
+        if conn.alias in getattr(type(conn), "_connection_pools", {}):
+            conn.close_pool()

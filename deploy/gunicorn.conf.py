@@ -40,23 +40,41 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook
     directory.mkdir(parents=True, exist_ok=True)
 
 
-def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn hook
-    """Warm the worker, then freeze what start-up allocated out of the garbage collector's reach.
+# The application, its libraries and the active model are loaded once, in the master; the workers
+# are forked from it and share those pages copy-on-write, so each worker's own memory (USS, and
+# its PSS) is what it allocates after the fork. GUNICORN_PRELOAD=false loads in every worker
+# instead: needed for `kill -HUP` to pick up new code, which a preloaded master cannot do.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "true").strip().lower() not in {"0", "false", "no", "off"}
 
-    Django loads URLs, views and the model lazily, on the first request; doing it here keeps that
+
+def _warm_and_freeze() -> None:
+    """Django loads URLs, views and the model lazily, on the first request; doing it here keeps that
     off a client's clock. ``gc.freeze()`` then moves the ~150,000 start-up objects to a permanent
     generation: a full collection walked all of them, a 65 ms pause every ~1,500 requests that
-    set the p99 (measured; docs/performance.md). Last, the heap that loading freed goes back to
-    the operating system (cipherguard.memory)."""
+    set the p99 (measured; docs/performance.md); in a preloaded master it also keeps collections
+    in the workers from writing to, and so copying, the shared pages. Last, the heap that loading
+    freed goes back to the operating system (cipherguard.memory)."""
     import gc
 
+    from cipherguard.memory import return_free_heap
     from cipherguard.warmup import warm_up
 
     warm_up()
     gc.freeze()
-    from cipherguard.memory import return_free_heap
+    return_free_heap()
 
-    return_free_heap()  # what loading the model freed stays resident otherwise
+
+def when_ready(server):  # noqa: ANN001, ANN201 - gunicorn hook, in the master before the first fork
+    if preload_app:
+        from cipherguard.warmup import before_fork
+
+        _warm_and_freeze()
+        before_fork()
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn hook, in each worker
+    if not preload_app:
+        _warm_and_freeze()
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook
