@@ -445,6 +445,13 @@ if FRAUD_THRESHOLD >= FRAUD_DECLINE_THRESHOLD:
 # Labels become known only after a delay (chargebacks take days to weeks); merchant-risk features
 # only count transactions at least this many days old, so training and serving see the same thing.
 FRAUD_LABEL_DELAY_DAYS = env_int("FRAUD_LABEL_DELAY_DAYS", 7, minimum=0, maximum=90)
+# Where a scored transaction's merchant aggregates come from: "history" reads the merchant's raw
+# rows in its windows (37 days), "store" its hour and day buckets (fraud/features/buckets.py), which
+# the database keeps either way. Both give identical features; which is faster depends on how busy
+# merchants are (docs/performance.md, "The feature store").
+FRAUD_FEATURE_READ = env_str("FRAUD_FEATURE_READ", "history")
+if FRAUD_FEATURE_READ not in {"history", "store"}:
+    raise ImproperlyConfigured("FRAUD_FEATURE_READ must be 'history' or 'store'")
 FRAUD_MAX_AMOUNT = env_str("FRAUD_MAX_AMOUNT", "1000000")
 FRAUD_MAX_FUTURE_SKEW_SECONDS = env_int("FRAUD_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0)
 FRAUD_BATCH_MAX_ITEMS = env_int("FRAUD_BATCH_MAX_ITEMS", 1000, minimum=1, maximum=10000)

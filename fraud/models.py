@@ -200,6 +200,31 @@ class Transaction(models.Model):
         return f"{self.card_first6}······{self.card_last4}" if self.card_first6 else ""
 
 
+class FeatureBucket(models.Model):
+    """One entity's transactions in one hour or day: the online feature store
+    (``fraud.features.buckets``). Written only by the database's triggers on the transaction
+    table, never by the application; ``manage.py feature_store`` rebuilds and checks it."""
+
+    pk = models.CompositePrimaryKey("owner_id", "kind", "key", "span", "start")
+    owner_id = models.BigIntegerField()  # no foreign key: a check per bucket write, and owners are never deleted
+    kind = models.CharField(max_length=2)  # c customer, m merchant, k card, cm customer at merchant, cc in country
+    key = models.CharField(max_length=129)
+    span = models.CharField(max_length=1)  # h hour, d day (UTC)
+    start = models.DateTimeField()
+    n = models.BigIntegerField()
+    amount_sum = models.DecimalField(max_digits=30, decimal_places=4)
+    amount_sumsq = models.DecimalField(max_digits=44, decimal_places=8)
+    amount_max = models.DecimalField(max_digits=18, decimal_places=4)
+    last_ts = models.DateTimeField()
+    fraud_n = models.BigIntegerField()  # labelled fraud, with a label time
+
+    class Meta:
+        db_table = "fraud_feature_bucket"
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.key} {self.span} {self.start:%Y-%m-%d %H:%M} n={self.n}"
+
+
 class DecisionThresholds(models.Model):
     """The stored decision thresholds: one row, changed by admins without a restart."""
 

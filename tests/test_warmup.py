@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-connection = connections["default"]  # the wrapper itself (its class holds the pools), not the proxy
-
 from cipherguard.warmup import before_fork
+
+connection = connections["default"]  # the wrapper itself (its class holds the pools), not the proxy
 
 CONF = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
 

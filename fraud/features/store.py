@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils.dateparse import parse_datetime
 
+from fraud.features import buckets
 from fraud.features import definitions as fx
 from fraud.models import Label, Transaction
 
@@ -36,13 +38,24 @@ def _us(delta_us: int) -> timedelta:
     return timedelta(microseconds=delta_us)
 
 
-def _build_online_sql() -> tuple[str, list[str], list[str]]:
+@dataclass(frozen=True)
+class OnlineQuery:
+    """A feature statement: its SQL, its output columns, and its parameters' names in order
+    (values from ``_online_params``; "merchant-store" stands for the feature store's own)."""
+
+    sql: str
+    columns: list[str]
+    params: list[str]
+
+
+def _build_online_sql() -> dict[str, OnlineQuery]:
     """The online aggregates as ONE SQL statement (customer and merchant sub-aggregates, each
     exactly one row, cross-joined), built once at import from the window definitions.
 
     Raw SQL because compiling a dozen filtered aggregates through the ORM cost ~1.5 ms per
-    request, several times the queries themselves. Returns the SQL, the output column names and
-    the parameter names in order (values come from ``_online_params``)."""
+    request, several times the queries themselves. Returns the statement reading the merchant's
+    raw history ("history") and, per database, the one reading its feature-store buckets
+    (``fraud.features.buckets``) instead."""
     table = Transaction._meta.db_table
     cust_cols, cust_params, names = [], [], []
     for w in fx.CUSTOMER_COUNT_WINDOWS:
@@ -101,13 +114,23 @@ def _build_online_sql() -> tuple[str, list[str], list[str]]:
     )
     card_params += ["owner", "card", "t-card-from", "t"]
     sql = f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({merchant_sql}) AS m CROSS JOIN ({card_sql}) AS k"  # noqa: S608  # nosec B608
-    return sql, names, cust_params + merch_params + card_params
+    queries = {"history": OnlineQuery(sql, names, cust_params + merch_params + card_params)}
+    customer_names = [n for n in names if not n.startswith(("m_", "k_"))]
+    card_names = [n for n in names if n.startswith("k_")]
+    for vendor in ("postgresql", "sqlite"):
+        queries[vendor] = OnlineQuery(
+            f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({buckets.merchant_sql(vendor)}) AS m "  # noqa: S608  # nosec B608
+            f"CROSS JOIN ({card_sql}) AS k",
+            [*customer_names, *buckets.MERCHANT_COLUMNS, *card_names],
+            [*cust_params, "merchant-store", *card_params],
+        )
+    return queries
 
 
-ONLINE_SQL, ONLINE_COLUMNS, ONLINE_PARAMS = _build_online_sql()
+ONLINE_QUERIES = _build_online_sql()
 
 
-def _online_params(tx: PendingTransaction, label_delay_days: int) -> list[object]:
+def _online_params(tx: PendingTransaction, label_delay_days: int, names: list[str]) -> list[object]:
     t = tx.timestamp
     delay = _us(label_delay_days * fx.DAY)
     widest_customer = max(fx.CUSTOMER_COUNT_WINDOWS.values())
@@ -131,7 +154,16 @@ def _online_params(tx: PendingTransaction, label_delay_days: int) -> list[object
     values |= {f"t-{w}": t - _us(width) for w, width in fx.CUSTOMER_COUNT_WINDOWS.items()}
     values |= {f"t-{w}": t - _us(width) for w, width in fx.MERCHANT_WINDOWS.items()}
     values |= {f"t-delay-{w}": t - delay - _us(width) for w, width in fx.MERCHANT_RISK_WINDOWS.items()}
-    return [adapt(v) if isinstance(v, datetime) else v for v in (values[name] for name in ONLINE_PARAMS)]
+    out: list[object] = []
+    for name in names:
+        if name == "merchant-store":
+            out += buckets.merchant_params(
+                connection.vendor, owner_id=tx.owner_id, merchant=tx.merchant_id, t=t, label_delay_days=label_delay_days
+            )
+        else:
+            value = values[name]
+            out.append(adapt(value) if isinstance(value, datetime) else value)
+    return out
 
 
 def _as_datetime(value: object) -> datetime | None:
@@ -143,18 +175,20 @@ def _as_datetime(value: object) -> datetime | None:
 
 
 def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[str, float]:
-    """The aggregates of ``fraud.features.definitions`` for one transaction, in one round trip: two indexed
-    aggregate scans (the customer's history, the merchant's), both strictly before its time."""
+    """The aggregates of ``fraud.features.definitions`` for one transaction, in one round trip: the
+    customer's and the card's history and the merchant's (raw history or the feature store, as
+    ``FRAUD_FEATURE_READ`` says), all strictly before its time."""
+    query = ONLINE_QUERIES["history" if settings.FRAUD_FEATURE_READ == "history" else connection.vendor]
     with connection.cursor() as cursor:
-        cursor.execute(ONLINE_SQL, _online_params(tx, label_delay_days))
-        row = dict(zip(ONLINE_COLUMNS, cursor.fetchone(), strict=True))
+        cursor.execute(query.sql, _online_params(tx, label_delay_days, query.params))
+        row = dict(zip(query.columns, cursor.fetchone(), strict=True))
     prev = _as_datetime(row.pop("c_prev"))
     out = {name: float(value or 0) for name, value in row.items()}
     out["c_prev_ts"] = float(fx.to_epoch_us(prev)) if prev is not None else -1.0
     return out
 
 
-# Raw SQL for the same reason as ONLINE_SQL: compiling the ORM query cost ~1.4 ms, the query
+# Raw SQL for the same reason as the feature statement: compiling the ORM query cost ~1.4 ms, the query
 # itself a fraction of that (it reads the feature query's covering index).
 COUNTRIES_SQL = (
     f"SELECT DISTINCT country FROM {Transaction._meta.db_table} "  # noqa: S608  # nosec B608 - our own table name

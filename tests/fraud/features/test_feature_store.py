@@ -1,0 +1,178 @@
+"""The online feature store (fraud.features.buckets): every write to the transaction table keeps it
+equal to a recomputation from the table, whoever writes and however."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+
+from fraud.features import buckets
+from fraud.modelops.services.history import history_generate
+from fraud.models import FeatureBucket, Transaction
+from tests.factories import TransactionFactory
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def live() -> list[tuple]:
+    rows = FeatureBucket.objects.values_list(*buckets.PK, *buckets.VALUES)
+    if connection.vendor == "sqlite":  # floating-point sums there, in arrival order (buckets.differences)
+        return sorted((*r[:5], r[5], round(r[6], 6), round(r[7], 4), *r[8:]) for r in rows)
+    return sorted(rows)
+
+
+def assert_exact() -> None:
+    diff = buckets.differences(connection)
+    assert diff == [], diff[:5]
+
+
+@pytest.fixture
+def history(alice, bob):
+    history_generate(owner=alice, days=12, customers=40, merchants=6, seed=3, start=START)
+    history_generate(owner=bob, days=12, customers=40, merchants=6, seed=4, start=START)  # same ids, other client
+
+
+def test_bulk_inserts_of_two_clients_keep_the_store_exact(history, alice):
+    assert Transaction.objects.count() > 1500
+    assert_exact()
+    assert set(FeatureBucket.objects.values_list("kind", "span").distinct()) == {("m", "h"), ("m", "d")}
+    # One of Alice's merchants on one day: its day bucket sums exactly its rows of that day.
+    some = Transaction.objects.filter(owner=alice).first()
+    day = some.timestamp.replace(hour=0, minute=0, second=0, microsecond=0)
+    bucket = FeatureBucket.objects.get(owner_id=alice.pk, kind="m", key=some.merchant_id, span="d", start=day)
+    rows = Transaction.objects.filter(
+        owner=alice, merchant_id=some.merchant_id, timestamp__gte=day, timestamp__lt=day + timedelta(days=1)
+    )
+    assert bucket.n == rows.count()
+    assert bucket.amount_sum == pytest.approx(sum(r.amount for r in rows))
+    assert bucket.amount_max == max(r.amount for r in rows)
+    assert bucket.last_ts == max(r.timestamp for r in rows)
+
+
+def test_a_repeated_import_adds_nothing(history, alice):
+    before = live()
+    assert history_generate(owner=alice, days=12, customers=40, merchants=6, seed=3, start=START) == 0
+    assert live() == before
+
+
+def test_labels_arriving_and_changing_move_the_fraud_counts(history, alice):
+    rows = list(Transaction.objects.filter(owner=alice, label="").order_by("id")[:50])
+    Transaction.objects.filter(pk__in=[r.pk for r in rows[:30]]).update(
+        label="fraud", label_source="client", label_time=START + timedelta(days=20)
+    )
+    assert_exact()
+    # Reversed (a chargeback won by the merchant), and one without a label time yet.
+    Transaction.objects.filter(pk__in=[r.pk for r in rows[:10]]).update(label="legitimate")
+    Transaction.objects.filter(pk=rows[11].pk).update(label="", label_time=None)
+    assert_exact()
+    merchant = rows[20]
+    day = merchant.timestamp.replace(hour=0, minute=0, second=0, microsecond=0)
+    bucket = FeatureBucket.objects.get(owner_id=alice.pk, kind="m", key=merchant.merchant_id, span="d", start=day)
+    assert bucket.fraud_n == Transaction.objects.filter(
+        owner=alice, merchant_id=merchant.merchant_id, label="fraud", timestamp__gte=day,
+        timestamp__lt=day + timedelta(days=1),
+    ).count()  # fmt: skip
+
+
+def test_deletes_and_edits_of_what_a_bucket_reads_recompute_it(history, alice):
+    rows = list(Transaction.objects.filter(owner=alice).order_by("-amount")[:20])
+    # The largest amounts: deleting them must lower the maxima, which only a recompute can do.
+    Transaction.objects.filter(pk__in=[r.pk for r in rows[:10]]).delete()
+    assert_exact()
+    Transaction.objects.filter(pk=rows[10].pk).update(amount=Decimal("1.2345"), customer_id="moved")
+    Transaction.objects.filter(pk=rows[11].pk).update(timestamp=rows[11].timestamp - timedelta(days=3, hours=5))
+    assert_exact()
+    Transaction.objects.filter(owner=alice).delete()
+    assert not FeatureBucket.objects.filter(owner_id=alice.pk).exists()
+    assert_exact()
+
+
+def test_single_inserts_fill_hour_and_day_buckets(alice):
+    t = datetime(2026, 4, 10, 12, 30, tzinfo=UTC)
+    for i, amount in enumerate(["10", "30", "20", "5"]):
+        TransactionFactory(
+            owner=alice, customer_id=f"C{i}", merchant_id="M", timestamp=t + timedelta(minutes=20 * i),
+            amount=Decimal(amount),
+        )  # fmt: skip
+    assert_exact()
+    hours = FeatureBucket.objects.filter(kind="m", span="h", key="M").order_by("start")
+    assert [(h.start.hour, h.n, h.amount_sum, h.amount_max) for h in hours] == [
+        (12, 2, Decimal("40"), Decimal("30")), (13, 2, Decimal("25"), Decimal("20")),
+    ]  # fmt: skip
+    day = FeatureBucket.objects.get(kind="m", span="d", key="M")
+    assert (day.start, day.n, day.amount_sumsq, day.last_ts) == (
+        datetime(2026, 4, 10, tzinfo=UTC), 4, Decimal("1425"), t + timedelta(minutes=60),
+    )  # fmt: skip
+
+
+def test_a_rolled_back_insert_leaves_no_bucket(alice):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        TransactionFactory(owner=alice, customer_id="C", merchant_id="M")
+        assert FeatureBucket.objects.filter(key="M").exists()
+        raise RuntimeError("the request failed after the insert")
+    assert not FeatureBucket.objects.exists()
+
+
+def test_the_rebuilt_store_equals_the_live_one(history, alice):
+    Transaction.objects.filter(owner=alice, merchant_id__in=["M00001", "M00002"]).update(
+        label="fraud", label_source="client", label_time=START + timedelta(days=13)
+    )
+    before = live()
+    assert len(before) > 1000
+    call_command("feature_store", "rebuild")
+    assert live() == before
+    FeatureBucket.objects.filter(owner_id=alice.pk, kind="m").delete()  # damage it
+    assert buckets.differences(connection)
+    call_command("feature_store", "rebuild", "--owner", alice.username)
+    assert live() == before
+    call_command("feature_store", "check")
+
+
+def test_concurrent_writers_to_the_same_buckets_stay_exact_and_never_deadlock(postgres_tx, alice):
+    """Eight writers at once on one merchant and two customers: single inserts in autocommit, and
+    multi-row inserts inside transactions (as the batch paths write), with labels arriving."""
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+    t0 = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
+
+    def writer(k: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            for i in range(15):
+                when = t0 + timedelta(minutes=7 * i + k)
+                if k % 2:
+                    TransactionFactory(owner=alice, customer_id=f"C{i % 2}", merchant_id="M", timestamp=when)
+                else:
+                    with transaction.atomic():
+                        Transaction.objects.bulk_create(
+                            TransactionFactory.build(
+                                owner=alice, customer_id=f"C{(i + j) % 2}", merchant_id="M", timestamp=when,
+                                amount=Decimal(f"{10 + j}.25"),
+                            )
+                            for j in range(4)
+                        )  # fmt: skip
+                if i % 5 == 4:
+                    Transaction.objects.filter(owner=alice, merchant_id="M", label="", timestamp__lte=when).update(
+                        label="fraud", label_source="client", label_time=when
+                    )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert Transaction.objects.count() == 4 * 15 + 4 * 15 * 4
+    assert_exact()
+    merchant_day = FeatureBucket.objects.get(kind="m", key="M", span="d", start=t0.replace(hour=0))
+    assert merchant_day.n == Transaction.objects.filter(timestamp__date=t0.date()).count()
+    assert merchant_day.fraud_n == Transaction.objects.filter(label="fraud", timestamp__date=t0.date()).count() > 0
