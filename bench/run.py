@@ -566,6 +566,8 @@ def main() -> None:
     parser.add_argument("--job-timeout", type=int, default=600)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--reseed", action="store_true", help="rebuild the seed database")
+    parser.add_argument("--seed-db", help="use this existing database as the seed instead (e.g. a 10x history; it "
+                                          "needs the bench client, its raised limits and an active model)")  # fmt: skip
     parser.add_argument("--no-micro", action="store_true", help="skip the pytest-benchmark micro-benchmarks")
     parser.add_argument("--workdir", default=str(ROOT / "var" / "bench"))
     args = parser.parse_args()
@@ -579,7 +581,7 @@ def main() -> None:
 
     report_data: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                                    "versions": versions(args), "seed": SEED}  # fmt: skip
-    seed_db = ensure_seed(args)
+    seed_db = args.seed_db or ensure_seed(args)
     run_db = fresh_copy(args, seed_db)
     port = free_port()
     env = server_env(run_db, args, port)

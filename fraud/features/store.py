@@ -48,14 +48,23 @@ class OnlineQuery:
     params: list[str]
 
 
-def _build_online_sql() -> dict[str, OnlineQuery]:
+# The distinct countries of the customer's payments, as "FR,DE" (country codes hold no comma).
+_DISTINCT_COUNTRIES = {
+    "postgresql": "string_agg(DISTINCT country, ',') FILTER (WHERE country <> '' AND timestamp >= %s)",
+    "sqlite": "group_concat(DISTINCT country) FILTER (WHERE country <> '' AND timestamp >= %s)",
+}
+COUNTRY_DAYS = 30  # the window of the rule field customer_countries_30d
+
+
+def _build_online_sql(vendor: str) -> dict[str, OnlineQuery]:
     """The online aggregates as ONE SQL statement (customer and merchant sub-aggregates, each
     exactly one row, cross-joined), built once at import from the window definitions.
 
     Raw SQL because compiling a dozen filtered aggregates through the ORM cost ~1.5 ms per
-    request, several times the queries themselves. Returns the statement reading the merchant's
-    raw history ("history") and, per database, the one reading its feature-store buckets
-    (``fraud.features.buckets``) instead."""
+    request, several times the queries themselves. Returns, for one database, the statement
+    reading the merchant's raw history ("history") and the one reading its feature-store buckets
+    (``fraud.features.buckets``) instead ("store"). Both also return the customer's countries of
+    the last 30 days, for rules that read them: a second round trip before."""
     table = Transaction._meta.db_table
     cust_cols, cust_params, names = [], [], []
     for w in fx.CUSTOMER_COUNT_WINDOWS:
@@ -73,8 +82,9 @@ def _build_online_sql() -> dict[str, OnlineQuery]:
         "COUNT(*) FILTER (WHERE merchant_id = %s AND timestamp >= %s)",
         "COUNT(*) FILTER (WHERE country = %s AND timestamp >= %s)",
     ]
-    cust_params += ["merchant", "t-novelty", "country", "t-novelty"]
-    names += ["c_sumsq_30d", "c_max_30d", "c_prev", "cm_n_30d", "cc_n_30d"]
+    cust_cols.append(_DISTINCT_COUNTRIES[vendor])
+    cust_params += ["merchant", "t-novelty", "country", "t-novelty", "t-countries"]
+    names += ["c_sumsq_30d", "c_max_30d", "c_prev", "cm_n_30d", "cc_n_30d", "c_countries"]
     # S608: every fragment is a constant of this module; all values travel as parameters.
     customer_sql = (
         f"SELECT {', '.join(cust_cols)} FROM {table} "  # noqa: S608  # nosec B608
@@ -114,20 +124,20 @@ def _build_online_sql() -> dict[str, OnlineQuery]:
     )
     card_params += ["owner", "card", "t-card-from", "t"]
     sql = f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({merchant_sql}) AS m CROSS JOIN ({card_sql}) AS k"  # noqa: S608  # nosec B608
-    queries = {"history": OnlineQuery(sql, names, cust_params + merch_params + card_params)}
     customer_names = [n for n in names if not n.startswith(("m_", "k_"))]
     card_names = [n for n in names if n.startswith("k_")]
-    for vendor in ("postgresql", "sqlite"):
-        queries[vendor] = OnlineQuery(
+    return {
+        "history": OnlineQuery(sql, names, cust_params + merch_params + card_params),
+        "store": OnlineQuery(
             f"SELECT * FROM ({customer_sql}) AS c CROSS JOIN ({buckets.merchant_sql(vendor)}) AS m "  # noqa: S608  # nosec B608
             f"CROSS JOIN ({card_sql}) AS k",
             [*customer_names, *buckets.MERCHANT_COLUMNS, *card_names],
             [*cust_params, "merchant-store", *card_params],
-        )
-    return queries
+        ),
+    }
 
 
-ONLINE_QUERIES = _build_online_sql()
+ONLINE_QUERIES = {vendor: _build_online_sql(vendor) for vendor in _DISTINCT_COUNTRIES}
 
 
 def _online_params(tx: PendingTransaction, label_delay_days: int, names: list[str]) -> list[object]:
@@ -139,6 +149,7 @@ def _online_params(tx: PendingTransaction, label_delay_days: int, names: list[st
     values: dict[str, object] = {
         "t": t,
         "t-novelty": t - _us(fx.NOVELTY_WINDOW),
+        "t-countries": t - timedelta(days=COUNTRY_DAYS),
         "t-customer-from": t - _us(widest_customer),
         "t-merchant-from": min(t - _us(widest_merchant), t - delay - _us(widest_merchant)),
         "t-delay": t - delay,
@@ -174,18 +185,24 @@ def _as_datetime(value: object) -> datetime | None:
     return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[str, float]:
-    """The aggregates of ``fraud.features.definitions`` for one transaction, in one round trip: the
-    customer's and the card's history and the merchant's (raw history or the feature store, as
-    ``FRAUD_FEATURE_READ`` says), all strictly before its time."""
-    query = ONLINE_QUERIES["history" if settings.FRAUD_FEATURE_READ == "history" else connection.vendor]
+def _read_online(tx: PendingTransaction, label_delay_days: int) -> tuple[dict[str, float], frozenset[str]]:
+    """The aggregates of ``fraud.features.definitions`` for one transaction and its customer's
+    countries of the last 30 days, in one round trip: the customer's and the card's history and
+    the merchant's (raw history or the feature store, as ``FRAUD_FEATURE_READ`` says), all
+    strictly before its time."""
+    query = ONLINE_QUERIES[connection.vendor][settings.FRAUD_FEATURE_READ]
     with connection.cursor() as cursor:
         cursor.execute(query.sql, _online_params(tx, label_delay_days, query.params))
         row = dict(zip(query.columns, cursor.fetchone(), strict=True))
     prev = _as_datetime(row.pop("c_prev"))
+    countries = row.pop("c_countries")
     out = {name: float(value or 0) for name, value in row.items()}
     out["c_prev_ts"] = float(fx.to_epoch_us(prev)) if prev is not None else -1.0
-    return out
+    return out, frozenset(countries.split(",")) if countries else frozenset()
+
+
+def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[str, float]:
+    return _read_online(tx, label_delay_days)[0]
 
 
 # Raw SQL for the same reason as the feature statement: compiling the ORM query cost ~1.4 ms, the query
@@ -209,16 +226,28 @@ def customer_countries(tx: PendingTransaction, *, days: int) -> frozenset[str]:
         return frozenset(row[0] for row in cursor.fetchall())
 
 
-def features_online(tx: PendingTransaction, *, label_delay_days: int) -> np.ndarray:
-    """One feature row, shape ``[1, n_features]``."""
-    aggregates = aggregates_online(tx, label_delay_days=label_delay_days)
-    return fx.assemble(
+@dataclass(frozen=True)
+class OnlineRead:
+    row: np.ndarray  # one feature row, shape [1, n_features]
+    customer_countries_30d: frozenset[str]
+
+
+def read_online(tx: PendingTransaction, *, label_delay_days: int) -> OnlineRead:
+    """One transaction's feature row and its customer's recent countries, in one round trip."""
+    aggregates, countries = _read_online(tx, label_delay_days)
+    row = fx.assemble(
         {k: np.array([v]) for k, v in aggregates.items()},
         amount=np.array([tx.amount]),
         ts_us=np.array([fx.to_epoch_us(tx.timestamp)], dtype=np.int64),
         channel=np.array([tx.channel]),
         has_card=np.array([tx.card_fingerprint != ""]),
     )
+    return OnlineRead(row, countries)
+
+
+def features_online(tx: PendingTransaction, *, label_delay_days: int) -> np.ndarray:
+    """One feature row, shape ``[1, n_features]``."""
+    return read_online(tx, label_delay_days=label_delay_days).row
 
 
 HISTORY_FIELDS = (

@@ -18,7 +18,7 @@ from accounts.models import User
 from cipherguard import metrics
 from cipherguard.bulk import copy_insert
 from fraud.cases.services import case_needed, case_open_for
-from fraud.features.store import PendingTransaction, customer_countries, features_for_new, features_online
+from fraud.features.store import PendingTransaction, customer_countries, features_for_new, read_online
 from fraud.models import Transaction
 from fraud.rules.policy import Outcome, Thresholds, rule_context
 from fraud.scoring import reasons as reason_text
@@ -87,6 +87,7 @@ def _scored(
     scored_at: datetime,
     shadow: ActiveModel | None = None,
     shadow_score: float | None = None,
+    countries: frozenset[str] | None = None,
 ) -> Transaction:
     """An unsaved Transaction carrying its score, decision and reasons (and the shadow
     challenger's score, which decides nothing)."""
@@ -99,7 +100,7 @@ def _scored(
         "country": data["country"],
         "channel": channel,
     }
-    outcome = _policy_outcome(client, data, pending, features, score, thresholds.decide(score), scored_at)
+    outcome = _policy_outcome(client, data, pending, features, score, thresholds.decide(score), scored_at, countries)
     return transaction_from_body(
         owner=client,
         data=data,
@@ -124,8 +125,10 @@ def _policy_outcome(
     score: float,
     model_decision: str,
     now: datetime,
+    countries: frozenset[str] | None,
 ) -> Outcome:
-    """Lists and rules beside the model (fraud.rules.policy): what matched and what decides."""
+    """Lists and rules beside the model (fraud.rules.policy): what matched and what decides.
+    ``countries``: the customer's of the last 30 days when the feature read brought them."""
     policy = runtime.policy()
     if policy.empty:
         return Outcome(model_decision, "model")
@@ -144,7 +147,9 @@ def _policy_outcome(
             score=score,
         )
         if "customer_countries_30d" in policy.fields_needed:
-            context["customer_countries_30d"] = customer_countries(pending, days=30)
+            context["customer_countries_30d"] = (
+                countries if countries is not None else customer_countries(pending, days=30)
+            )
     return policy.decide(
         owner_id=client.pk,
         list_values={
@@ -189,7 +194,8 @@ def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
     model, thresholds = runtime.current()
     shadow = runtime.shadow()
     pending = _pending(client, data)
-    row = features_online(pending, label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
+    read = read_online(pending, label_delay_days=settings.FRAUD_LABEL_DELAY_DAYS)
+    row = read.row
     scores, deltas = model.scorer.score_with_reasons(row)
     tx = _scored(
         pending=pending,
@@ -203,6 +209,7 @@ def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
         model=model,
         thresholds=thresholds,
         scored_at=timezone.now(),
+        countries=read.customer_countries_30d,
     )
     # The transaction and its case commit together. An approved transaction has no case: alone,
     # its INSERT commits on its own, without BEGIN and COMMIT round trips (most traffic). Inside a

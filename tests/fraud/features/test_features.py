@@ -169,3 +169,25 @@ def test_card_velocity_counts_only_the_same_card_of_the_same_client(alice, bob):
         np.testing.assert_allclose(on, offline[tx.pk], rtol=1e-6)
         got = tuple(on[fx.FEATURE_INDEX[name]] for name in ("has_card", "card_n_1h", "card_n_1d"))
         assert got == expected
+
+
+def test_the_feature_read_brings_the_customers_recent_countries_as_their_own_query_does(alice):
+    from fraud.features.store import PendingTransaction, customer_countries, features_online, read_online
+
+    t = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
+    for when, country in [
+        (t - timedelta(days=30), "FR"),  # exactly 30 days before: in
+        (t - timedelta(days=30, microseconds=1), "IT"),  # just before: out
+        (t - timedelta(days=2), "DE"),
+        (t - timedelta(hours=1), "FR"),
+        (t, "ES"),  # at t: out
+    ]:
+        TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=when, country=country)
+    TransactionFactory(owner=alice, customer_id="other", merchant_id="M", timestamp=t - timedelta(days=1), country="PT")
+    for customer, expected in (("C", {"FR", "DE"}), ("nobody", set())):
+        pending = PendingTransaction(
+            owner_id=alice.pk, customer_id=customer, merchant_id="M", country="GB", channel="", timestamp=t, amount=1.0
+        )
+        read = read_online(pending, label_delay_days=DELAY)
+        assert read.customer_countries_30d == expected == customer_countries(pending, days=30)
+        np.testing.assert_array_equal(read.row, features_online(pending, label_delay_days=DELAY))
