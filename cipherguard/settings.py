@@ -445,11 +445,12 @@ if FRAUD_THRESHOLD >= FRAUD_DECLINE_THRESHOLD:
 # Labels become known only after a delay (chargebacks take days to weeks); merchant-risk features
 # only count transactions at least this many days old, so training and serving see the same thing.
 FRAUD_LABEL_DELAY_DAYS = env_int("FRAUD_LABEL_DELAY_DAYS", 7, minimum=0, maximum=90)
-# Where a scored transaction's merchant aggregates come from: "history" reads the merchant's raw
-# rows in its windows (37 days), "store" its hour and day buckets (fraud/features/buckets.py), which
-# the database keeps either way. Both give identical features; which is faster depends on how busy
-# merchants are (docs/performance.md, "The feature store").
-FRAUD_FEATURE_READ = env_str("FRAUD_FEATURE_READ", "history")
+# Where a scored transaction's merchant aggregates come from: "store" its hour and day buckets
+# (fraud/features/buckets.py), "history" its raw rows in its windows (37 days). The database keeps
+# the store either way and the features are identical. The store's read time does not grow with a
+# merchant's traffic (measured: p50 1.7 ms at 11 and at 111 payments a day per merchant, where
+# history took 1.4 and 4.0 ms; docs/performance.md, "The feature store").
+FRAUD_FEATURE_READ = env_str("FRAUD_FEATURE_READ", "store")
 if FRAUD_FEATURE_READ not in {"history", "store"}:
     raise ImproperlyConfigured("FRAUD_FEATURE_READ must be 'history' or 'store'")
 FRAUD_MAX_AMOUNT = env_str("FRAUD_MAX_AMOUNT", "1000000")

@@ -456,8 +456,24 @@ def _pg_merchant_sql() -> str:
         _source_select(source, "pc AS r", owner="%s", merchant="%s", t="r.t", lateral=True)
         + f" WHERE r.source = '{source}'"
         for source in SOURCES
+        if source != "late"
     )
-    return f"WITH pc AS MATERIALIZED ({pieces}) {_aggregates_over(union)}"
+    # The merchant's fraud in the delayed windows whose label became known only after t, read
+    # once (the merchant's fraud rows of those 30 days, through their partial index: few), then
+    # placed in the windows' pieces.
+    late = (
+        "SELECT r.piece, 0 AS n, -1 AS fraud FROM pc AS r JOIN late AS l ON l.timestamp >= r.lo AND l.timestamp < r.hi "
+        "WHERE r.source = 'late'"
+    )
+    late_rows = (
+        f"SELECT x.timestamp FROM {TX} x, (SELECT min(lo) AS lo, max(hi) AS hi, max(t) AS t FROM pc "
+        "WHERE source = 'late') AS w WHERE x.owner_id = %s AND x.merchant_id = %s AND x.label = 'fraud' "
+        "AND x.timestamp >= w.lo AND x.timestamp < w.hi AND x.label_time > w.t"
+    )
+    return (
+        f"WITH pc AS MATERIALIZED ({pieces}), late AS MATERIALIZED ({late_rows}) "
+        f"{_aggregates_over(union + ' UNION ALL ' + late)}"
+    )
 
 
 def _sqlite_merchant_sql() -> str:
