@@ -104,3 +104,31 @@ def test_the_request_id_travels_with_enqueued_tasks():
     assert context.request_id.get() == "upload-7"
     _task_finished()
     assert context.request_id.get() == ""
+
+
+@pytest.mark.parametrize(("accesslog", "lines"), [(None, 0), ("-", 1)])
+def test_gunicorn_writes_access_lines_only_when_asked(monkeypatch, tmp_path, accesslog, lines):
+    """The JSON logging config must not switch access lines on by itself (gunicorn's default)."""
+    import runpy
+    from datetime import timedelta
+    from pathlib import Path
+    from unittest import mock
+
+    from gunicorn.config import Config
+
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    conf = runpy.run_path(str(Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"))
+    cfg = Config()
+    cfg.set("logconfig_dict", conf["logconfig_dict"])
+    if accesslog:
+        cfg.set("accesslog", accesslog)
+    logger = conf["logger_class"](cfg)
+    with mock.patch.object(logger.access_log, "info") as info:
+        request = mock.Mock(headers=[], method="POST", uri="/api/v1/transactions/", path="/api/v1/transactions/",
+                            query="", version=(1, 1))  # fmt: skip
+        response = mock.Mock(status="201 Created", sent=120, headers=[])
+        environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "POST", "RAW_URI": "/api/v1/transactions/",
+                   "PATH_INFO": "/api/v1/transactions/", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1"}  # fmt: skip
+        logger.access(response, request, environ, timedelta(milliseconds=3))
+    assert info.call_count == lines
