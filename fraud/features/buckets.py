@@ -57,7 +57,7 @@ _PG_ENTITY_VALUES = ", ".join(f"('{kind}', {key}, '{span}')" for kind, key, span
 def _pg_aggregate(rows: str) -> str:
     """The buckets of a set of transaction rows (a table or transition table, aliased r)."""
     return (
-        "SELECT r.owner_id, e.kind, e.key, e.span, "
+        "SELECT r.owner_id, e.kind, e.key, e.span, "  # nosec B608 - this module's constants; values are parameters
         "date_trunc(CASE e.span WHEN 'h' THEN 'hour' ELSE 'day' END, r.timestamp, 'UTC') AS start, "
         "count(*) AS n, sum(r.amount) AS amount_sum, sum(r.amount * r.amount) AS amount_sumsq, "
         "max(r.amount) AS amount_max, max(r.timestamp) AS last_ts, "
@@ -69,7 +69,7 @@ def _pg_aggregate(rows: str) -> str:
 
 
 _PG_UPSERT = (
-    f"INSERT INTO {BUCKETS} AS b ({', '.join(PK + VALUES)}) "
+    f"INSERT INTO {BUCKETS} AS b ({', '.join(PK + VALUES)}) "  # nosec B608 - this module's constants; values are parameters
     "{select} ORDER BY 1, 2, 3, 4, 5 "
     f"ON CONFLICT ({', '.join(PK)}) DO UPDATE SET "
     "n = b.n + EXCLUDED.n, amount_sum = b.amount_sum + EXCLUDED.amount_sum, "
@@ -87,7 +87,7 @@ def _pg_lock(keys: str) -> str:
     then changes them in whatever order its plan gives cannot deadlock with another writer."""
     pk = ", ".join(f"b.{c}" for c in PK)
     return (
-        f"PERFORM 1 FROM {BUCKETS} b WHERE ({pk}) IN (SELECT {', '.join(PK)} FROM ({keys}) k) ORDER BY {pk} FOR UPDATE"
+        f"PERFORM 1 FROM {BUCKETS} b WHERE ({pk}) IN (SELECT {', '.join(PK)} FROM ({keys}) k) ORDER BY {pk} FOR UPDATE"  # nosec B608 - this module's constants; values are parameters
     )
 
 
@@ -97,21 +97,21 @@ def _pg_recompute(affected: str) -> list[str]:
     through that entity's index, aggregated, and kept where listed."""
     statements = [
         _pg_lock(affected),
-        f"DELETE FROM {BUCKETS} b USING ({affected}) a WHERE " + " AND ".join(f"b.{c} = a.{c}" for c in PK),
+        f"DELETE FROM {BUCKETS} b USING ({affected}) a WHERE " + " AND ".join(f"b.{c} = a.{c}" for c in PK),  # nosec B608 - this module's constants; values are parameters
     ]
     for column in dict.fromkeys(col for *_, col in ENTITIES):
         kinds = ", ".join(f"'{k}'" for k in sorted({kind for kind, _, _, col in ENTITIES if col == column}))
         head = "split_part(a.key, chr(31), 1)" if column == "customer_id" else "a.key"
         statements.append(
-            f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "
+            f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "  # nosec B608 - this module's constants; values are parameters
             f"SELECT agg.* FROM (SELECT DISTINCT a.owner_id, {head} AS head, "
             f"date_trunc('day', a.start, 'UTC') AS day FROM ({affected}) a WHERE a.kind IN ({kinds})) AS w "
             "CROSS JOIN LATERAL ("
             + _pg_aggregate(
-                f"(SELECT * FROM {TX} t WHERE t.owner_id = w.owner_id AND t.{column} = w.head "
+                f"(SELECT * FROM {TX} t WHERE t.owner_id = w.owner_id AND t.{column} = w.head "  # nosec B608 - this module's constants; values are parameters
                 "AND t.timestamp >= w.day AND t.timestamp < w.day + interval '1 day')"
             )
-            + f") AS agg WHERE agg.kind IN ({kinds}) "  # the same rows feed other kinds' buckets only in part
+            + f") AS agg WHERE agg.kind IN ({kinds}) "  # the same rows feed other kinds' buckets only in part  # nosec B608 - this module's constants; values are parameters
             f"AND ({', '.join('agg.' + c for c in PK)}) IN (SELECT {', '.join(PK)} FROM ({affected}) a2) "
             "ORDER BY 1, 2, 3, 4, 5"
         )
@@ -119,53 +119,46 @@ def _pg_recompute(affected: str) -> list[str]:
 
 
 def _pg_keys(rows: str) -> str:
-    return f"SELECT DISTINCT {', '.join(PK)} FROM ({_pg_aggregate(rows)}) keys"
+    return f"SELECT DISTINCT {', '.join(PK)} FROM ({_pg_aggregate(rows)}) keys"  # nosec B608 - this module's constants; values are parameters
 
 
-_PG_MOVED_OLD = f"(SELECT o.* FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {_PG_CORE_CHANGED})"
-_PG_MOVED_NEW = f"(SELECT n.* FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {_PG_CORE_CHANGED})"
+_PG_MOVED_OLD = f"(SELECT o.* FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {_PG_CORE_CHANGED})"  # nosec B608 - this module's constants; values are parameters
+_PG_MOVED_NEW = f"(SELECT n.* FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {_PG_CORE_CHANGED})"  # nosec B608 - this module's constants; values are parameters
 _PG_MOVED = f"{_pg_keys(_PG_MOVED_OLD)} UNION {_pg_keys(_PG_MOVED_NEW)}"
 
-_PG_LABEL_DELTAS = f"""
-    SELECT r.owner_id, e.kind, e.key, e.span,
-           date_trunc(CASE e.span WHEN 'h' THEN 'hour' ELSE 'day' END, r.timestamp, 'UTC') AS start,
-           sum(r.delta) AS delta
-    FROM (SELECT n.*, CASE WHEN n.label = 'fraud' AND n.label_time IS NOT NULL THEN 1 ELSE -1 END AS delta
-          FROM old_rows o JOIN new_rows n ON n.id = o.id
-          WHERE NOT ({_PG_CORE_CHANGED}) AND {_PG_FRAUD_CHANGED}) r
-    CROSS JOIN LATERAL (VALUES {_PG_ENTITY_VALUES}) AS e(kind, key, span)
-    WHERE e.kind <> 'k' OR e.key <> ''
-    GROUP BY 1, 2, 3, 4, 5"""
+_PG_LABEL_DELTAS = (
+    "SELECT r.owner_id, e.kind, e.key, e.span, "  # nosec B608 - this module's constants; values are parameters
+    "date_trunc(CASE e.span WHEN 'h' THEN 'hour' ELSE 'day' END, r.timestamp, 'UTC') AS start, sum(r.delta) AS delta "
+    "FROM (SELECT n.*, CASE WHEN n.label = 'fraud' AND n.label_time IS NOT NULL THEN 1 ELSE -1 END AS delta "
+    f"FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE NOT ({_PG_CORE_CHANGED}) AND {_PG_FRAUD_CHANGED}) r "
+    f"CROSS JOIN LATERAL (VALUES {_PG_ENTITY_VALUES}) AS e(kind, key, span) "
+    "WHERE e.kind <> 'k' OR e.key <> '' GROUP BY 1, 2, 3, 4, 5"
+)
+_PG_LABEL_UPDATE = (
+    f"UPDATE {BUCKETS} b SET fraud_n = b.fraud_n + d.delta FROM ({_PG_LABEL_DELTAS}) d WHERE "  # nosec B608 - this module's constants; values are parameters
+    + " AND ".join(f"b.{c} = d.{c}" for c in PK)
+)
+_PG_MOVED_ANY = f"SELECT 1 FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {_PG_CORE_CHANGED}"  # nosec B608 - this module's constants
+
+
+def _pg_function(name: str, statements: list[str]) -> str:
+    """A statement-level trigger function running ``statements`` in order."""
+    return f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger AS $$ BEGIN {' '.join(s + ';' for s in statements)} RETURN NULL; END $$ LANGUAGE plpgsql"
+
 
 _PG_FUNCTIONS = [
-    f"""
-    CREATE OR REPLACE FUNCTION fraud_feature_buckets_insert() RETURNS trigger AS $$
-    BEGIN
-        {_PG_UPSERT.format(select=_pg_aggregate("new_rows"))};
-        RETURN NULL;
-    END $$ LANGUAGE plpgsql
-    """,
-    f"""
-    CREATE OR REPLACE FUNCTION fraud_feature_buckets_update() RETURNS trigger AS $$
-    BEGIN
-        -- A label alone: the known-fraud counts move by the difference.
-        {_pg_lock(_PG_LABEL_DELTAS)};
-        UPDATE {BUCKETS} b SET fraud_n = b.fraud_n + d.delta FROM ({_PG_LABEL_DELTAS}) d
-        WHERE {" AND ".join(f"b.{c} = d.{c}" for c in PK)};
-        -- Anything a bucket reads: recompute the buckets the old and the new rows were in.
-        IF EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE {_PG_CORE_CHANGED}) THEN
-            {";".join(_pg_recompute(_PG_MOVED))};
-        END IF;
-        RETURN NULL;
-    END $$ LANGUAGE plpgsql
-    """,
-    f"""
-    CREATE OR REPLACE FUNCTION fraud_feature_buckets_delete() RETURNS trigger AS $$
-    BEGIN
-        {";".join(_pg_recompute(_pg_keys("old_rows")))};
-        RETURN NULL;
-    END $$ LANGUAGE plpgsql
-    """,
+    _pg_function("fraud_feature_buckets_insert", [_PG_UPSERT.format(select=_pg_aggregate("new_rows"))]),
+    _pg_function(
+        "fraud_feature_buckets_update",
+        [
+            # A label alone: the known-fraud counts move by the difference.
+            _pg_lock(_PG_LABEL_DELTAS),
+            _PG_LABEL_UPDATE,
+            # Anything a bucket reads: recompute the buckets the old and the new rows were in.
+            f"IF EXISTS ({_PG_MOVED_ANY}) THEN {' '.join(s + ';' for s in _pg_recompute(_PG_MOVED))} END IF",
+        ],
+    ),
+    _pg_function("fraud_feature_buckets_delete", _pg_recompute(_pg_keys("old_rows"))),
 ]
 _PG_TRIGGERS = [
     f"CREATE TRIGGER fraud_feature_buckets_insert AFTER INSERT ON {TX} REFERENCING NEW TABLE AS new_rows "
@@ -200,7 +193,7 @@ def _sqlite_add(row: str) -> list[str]:
         k = _sqlite_key(key, row)
         guard = f" WHERE {k} <> ''" if kind == "k" else " WHERE true"  # WHERE: SQLite's upsert-after-SELECT rule
         statements.append(
-            f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "
+            f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "  # nosec B608 - this module's constants; values are parameters
             f"SELECT {row}.owner_id, '{kind}', {k}, '{span}', {_sqlite_start(span, f'{row}.timestamp')}, 1, "
             f"{row}.amount, {row}.amount * {row}.amount, {row}.amount, {row}.timestamp, "
             f"CASE WHEN {row}.label = 'fraud' AND {row}.label_time IS NOT NULL THEN 1 ELSE 0 END{guard} "
@@ -223,9 +216,9 @@ def _sqlite_recompute(row: str) -> list[str]:
         end = f"strftime('%Y-%m-%d %H:%M:%S', {start}, '+1 {'hour' if span == 'h' else 'day'}')"
         guard = f" AND {k} <> ''" if kind == "k" else ""
         where = f"owner_id = {row}.owner_id AND kind = '{kind}' AND key = {k} AND span = '{span}' AND start = {start}"
-        statements.append(f"DELETE FROM {BUCKETS} WHERE {where}")
+        statements.append(f"DELETE FROM {BUCKETS} WHERE {where}")  # nosec B608 - this module's constants; values are parameters
         statements.append(
-            f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "
+            f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "  # nosec B608 - this module's constants; values are parameters
             f"SELECT t.owner_id, '{kind}', {tk}, '{span}', {start}, count(*), sum(t.amount), "
             "sum(t.amount * t.amount), max(t.amount), max(t.timestamp), "
             "sum(CASE WHEN t.label = 'fraud' AND t.label_time IS NOT NULL THEN 1 ELSE 0 END) "
@@ -270,14 +263,14 @@ def drop_triggers(connection: BaseDatabaseWrapper) -> None:
 
 def _rebuild_select(connection: BaseDatabaseWrapper, owner_id: int | None) -> tuple[str, list[object]]:
     where, params = ("WHERE owner_id = %s", [owner_id]) if owner_id is not None else ("", [])
-    source = f"(SELECT * FROM {TX} {where})"
+    source = f"(SELECT * FROM {TX} {where})"  # nosec B608 - this module's constants; values are parameters
     if connection.vendor == "postgresql":
         return _pg_aggregate(source), params
     selects = []
     for kind, key, span, _ in ENTITIES:
         k = _sqlite_key(key, "r")
         selects.append(
-            f"SELECT r.owner_id, '{kind}' AS kind, {k} AS key, '{span}' AS span, {_sqlite_start(span, 'r.timestamp')} AS start, "
+            f"SELECT r.owner_id, '{kind}' AS kind, {k} AS key, '{span}' AS span, {_sqlite_start(span, 'r.timestamp')} AS start, "  # nosec B608 - this module's constants; values are parameters
             "count(*) AS n, sum(r.amount) AS amount_sum, sum(r.amount * r.amount) AS amount_sumsq, max(r.amount) AS amount_max, "
             "max(r.timestamp) AS last_ts, sum(CASE WHEN r.label = 'fraud' AND r.label_time IS NOT NULL THEN 1 ELSE 0 END) AS fraud_n "
             f"FROM {source} r {'WHERE r.card_fingerprint <> ' + repr('') if kind == 'k' else ''} GROUP BY 1, 2, 3, 4, 5"
@@ -291,9 +284,9 @@ def rebuild(connection: BaseDatabaseWrapper, *, owner_id: int | None = None) -> 
     select, params = _rebuild_select(connection, owner_id)
     with connection.cursor() as cursor:
         if owner_id is None:
-            cursor.execute(f"DELETE FROM {BUCKETS}")
+            cursor.execute(f"DELETE FROM {BUCKETS}")  # nosec B608 - this module's constants; values are parameters
         else:
-            cursor.execute(f"DELETE FROM {BUCKETS} WHERE owner_id = %s", [owner_id])
+            cursor.execute(f"DELETE FROM {BUCKETS} WHERE owner_id = %s", [owner_id])  # nosec B608 - this module's constants; values are parameters
         cursor.execute(f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) {select}", params)
         return cursor.rowcount
 
@@ -309,7 +302,7 @@ def differences(connection: BaseDatabaseWrapper, *, limit: int = 20) -> list[tup
     cols = ", ".join(PK + VALUES)
     if connection.vendor == "postgresql":
         sql = (
-            f"SELECT 'live', {cols} FROM (SELECT {cols} FROM {BUCKETS} EXCEPT SELECT {cols} FROM ({select}) x) a "
+            f"SELECT 'live', {cols} FROM (SELECT {cols} FROM {BUCKETS} EXCEPT SELECT {cols} FROM ({select}) x) a "  # nosec B608 - this module's constants; values are parameters
             f"UNION ALL SELECT 'table', {cols} FROM (SELECT {cols} FROM ({select}) y EXCEPT SELECT {cols} FROM {BUCKETS}) b "
             f"LIMIT {int(limit)}"
         )
@@ -318,7 +311,7 @@ def differences(connection: BaseDatabaseWrapper, *, limit: int = 20) -> list[tup
         near = " OR ".join(f"abs(l.{c} - r.{c}) > 1e-9 * max(1, abs(r.{c}))" for c in ("amount_sum", "amount_sumsq"))
         exact = " OR ".join(f"l.{c} IS NOT r.{c}" for c in ("n", "amount_max", "last_ts", "fraud_n"))
         sql = (
-            f"SELECT 'live', {', '.join('l.' + c for c in PK + VALUES)} FROM {BUCKETS} l LEFT JOIN ({select}) r ON {join} "
+            f"SELECT 'live', {', '.join('l.' + c for c in PK + VALUES)} FROM {BUCKETS} l LEFT JOIN ({select}) r ON {join} "  # nosec B608 - this module's constants; values are parameters
             f"WHERE r.n IS NULL OR {exact} OR {near} "
             f"UNION ALL SELECT 'table', {', '.join('r.' + c for c in PK + VALUES)} FROM ({select}) r "
             f"LEFT JOIN {BUCKETS} l ON {join} WHERE l.n IS NULL LIMIT {int(limit)}"
@@ -413,8 +406,8 @@ def _source_select(source: str, ranges: str, *, owner: str, merchant: str, t: st
             "AND x.start >= r.lo AND x.start < r.hi"
         )
     if lateral:
-        return f"SELECT {columns} FROM {ranges} CROSS JOIN LATERAL (SELECT * FROM {table} x WHERE {condition} OFFSET 0) AS x"
-    return f"SELECT {columns} FROM {ranges} JOIN {table} x ON {condition}"
+        return f"SELECT {columns} FROM {ranges} CROSS JOIN LATERAL (SELECT * FROM {table} x WHERE {condition} OFFSET 0) AS x"  # nosec B608 - this module's constants; values are parameters
+    return f"SELECT {columns} FROM {ranges} JOIN {table} x ON {condition}"  # nosec B608 - this module's constants; values are parameters
 
 
 def _aggregates_over(rows: str) -> str:
@@ -423,7 +416,7 @@ def _aggregates_over(rows: str) -> str:
         columns.append(
             f"COALESCE(SUM(x.{column}) FILTER (WHERE x.piece IN ({', '.join(map(str, pieces))})), 0) AS {name}"
         )
-    return f"SELECT {', '.join(columns)} FROM ({rows}) AS x"
+    return f"SELECT {', '.join(columns)} FROM ({rows}) AS x"  # nosec B608 - this module's constants; values are parameters
 
 
 def _pg_point(point: Point) -> str:
@@ -448,7 +441,7 @@ def _pg_merchant_sql() -> str:
         f"({n}, '{source}', {_pg_point(lo)}, {_pg_point(hi)})" for n, (source, lo, hi) in enumerate(PIECES)
     )
     pieces = (
-        "SELECT v.piece, v.source, v.lo, v.hi, p.t FROM "
+        "SELECT v.piece, v.source, v.lo, v.hi, p.t FROM "  # nosec B608 - this module's constants; values are parameters
         "(SELECT %s::timestamptz AS t, make_interval(days => %s::int) AS d) AS p "
         f"CROSS JOIN LATERAL (VALUES {values}) AS v(piece, source, lo, hi) WHERE v.lo < v.hi"
     )
@@ -466,7 +459,7 @@ def _pg_merchant_sql() -> str:
         "WHERE r.source = 'late'"
     )
     late_rows = (
-        f"SELECT x.timestamp FROM {TX} x, (SELECT min(lo) AS lo, max(hi) AS hi, max(t) AS t FROM pc "
+        f"SELECT x.timestamp FROM {TX} x, (SELECT min(lo) AS lo, max(hi) AS hi, max(t) AS t FROM pc "  # nosec B608 - this module's constants; values are parameters
         "WHERE source = 'late') AS w WHERE x.owner_id = %s AND x.merchant_id = %s AND x.label = 'fraud' "
         "AND x.timestamp >= w.lo AND x.timestamp < w.hi AND x.label_time > w.t"
     )
