@@ -390,21 +390,12 @@ def batch_job(api: Api, args: argparse.Namespace) -> dict[str, Any]:
             "tx_per_s": round(job["scored"] / run_s, 1), "tx_per_s_end_to_end": round(job["scored"] / elapsed, 1)}  # fmt: skip
 
 
-def inference(env: dict[str, str]) -> dict[str, Any]:
-    """Our scoring code against a bare onnxruntime session on the same model and inputs."""
-    result = subprocess.run([PYTHON, "-m", "bench.inference"], cwd=ROOT, env=env, capture_output=True, text=True,
+def bench_module(name: str, env: dict[str, str]) -> dict[str, Any]:
+    """Run ``python -m bench.<name>`` against a database (its env) and read the JSON it prints."""
+    result = subprocess.run([PYTHON, "-m", f"bench.{name}"], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=600)  # fmt: skip
     if result.returncode != 0:
-        raise SystemExit(f"inference benchmark failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout)
-
-
-def feature_read(env: dict[str, str]) -> dict[str, Any]:
-    """The online feature read from raw history and from the feature store (bench/feature_read.py)."""
-    result = subprocess.run([PYTHON, "-m", "bench.feature_read"], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)  # fmt: skip
-    if result.returncode != 0:
-        raise SystemExit(f"feature read benchmark failed:\n{result.stderr[-3000:]}")
+        raise SystemExit(f"bench.{name} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout)
 
 
@@ -601,8 +592,9 @@ def main() -> None:
         report_data["batch_endpoint"] = batch_endpoint(api, args)
         report_data["batch_job"] = batch_job(api, args)
         report_data["policy"] = policy_load(port, token, env, args)
-    report_data["inference"] = inference(server_env(seed_db, args, 0))
-    report_data["feature_read"] = feature_read(server_env(seed_db, args, 0))
+    # Our scoring code against a bare onnxruntime session; the feature read from history and store.
+    report_data["inference"] = bench_module("inference", server_env(seed_db, args, 0))
+    report_data["feature_read"] = bench_module("feature_read", server_env(seed_db, args, 0))
     if not args.no_micro:
         log("micro-benchmarks (tests/performance)")
         report_data["micro"] = microbenchmarks(server_env(seed_db, args, 0), workdir)

@@ -192,6 +192,25 @@ def strict_request_components(result: dict[str, Any], **kwargs: Any) -> dict[str
     return result
 
 
+# gunicorn refuses a request line (method, path and query) over this many bytes with 414, before
+# the application sees it (deploy/gunicorn.conf.py, limit_request_line).
+MAX_REQUEST_LINE = 4094
+
+
+def document_uri_too_long(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: every operation can answer 414 to a path or query
+    longer than the server's request-line limit (plain text from gunicorn, not problem+json)."""
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"].setdefault(
+                    "414",
+                    {"description": f"URI too long: the request line is over {MAX_REQUEST_LINE} bytes (refused by "
+                                    "the web server before the application)."},
+                )  # fmt: skip
+    return result
+
+
 def strict_inline(name: str, fields: dict[str, serializers.Field]) -> type[StrictSerializer]:
     """``inline_serializer`` for a request body that refuses undeclared fields."""
     return type(f"{name}Serializer", (StrictSerializer,), dict(fields))

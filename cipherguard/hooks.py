@@ -5,7 +5,11 @@ each app may define these methods on its ``AppConfig``, and the kernel calls the
 - ``readiness_checks() -> dict[str, Callable[[], str]]``: named checks for ``/readyz``, run once
   the database answered; each returns the status to report ("unavailable" means not ready), and
   one that raises counts as unavailable.
-- ``warm_up() -> None``: work a web worker does before its first request (loading a model).
+- ``warm_up() -> None``: work a web process does before its first request that may be shared
+  with forked workers (importing, compiling); a preloading gunicorn master runs it.
+- ``warm_up_process() -> None``: work each process must do for itself before its first request:
+  state that does not survive a fork (an ONNX session's C++ thread objects: a worker that
+  inherits one aborts when it exits).
 - ``state_collectors() -> list[Collector]``: Prometheus collectors read at scrape time.
 """
 

@@ -419,6 +419,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "cipherguard.api.strict_request_components",
+        "cipherguard.api.document_uri_too_long",
     ],
     # The schema and docs UI are public in development; production requires a signed-in user
     # (an admin session in the browser, or a JWT).

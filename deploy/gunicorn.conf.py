@@ -18,6 +18,7 @@ worker_class = "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
+limit_request_line = 4094  # gunicorn's default, stated: the API documents the 414 (cipherguard.api)
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 accesslog = os.environ.get("GUNICORN_ACCESSLOG")  # off by default: the app logs what matters
 errorlog = "-"
@@ -42,41 +43,49 @@ def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn hook
     directory.mkdir(parents=True, exist_ok=True)
 
 
-# The application, its libraries and the active model are loaded once, in the master; the workers
-# are forked from it and share those pages copy-on-write, so each worker's own memory (USS, and
-# its PSS) is what it allocates after the fork. GUNICORN_PRELOAD=false loads in every worker
-# instead: needed for `kill -HUP` to pick up new code, which a preloaded master cannot do.
+# The application and its libraries are loaded once, in the master; the workers are forked from it
+# and share those pages copy-on-write, so each worker's own memory (USS, and its PSS) is what it
+# allocates after the fork: mostly its own ONNX session (see when_ready). GUNICORN_PRELOAD=false
+# loads everything in every worker instead: needed for `kill -HUP` to pick up new code, which a
+# preloaded master cannot do.
 preload_app = os.environ.get("GUNICORN_PRELOAD", "true").strip().lower() not in {"0", "false", "no", "off"}
 
 
-def _warm_and_freeze() -> None:
-    """Django loads URLs, views and the model lazily, on the first request; doing it here keeps that
-    off a client's clock. ``gc.freeze()`` then moves the ~150,000 start-up objects to a permanent
-    generation: a full collection walked all of them, a 65 ms pause every ~1,500 requests that
-    set the p99 (measured; docs/performance.md); in a preloaded master it also keeps collections
-    in the workers from writing to, and so copying, the shared pages. Last, the heap that loading
-    freed goes back to the operating system (cipherguard.memory)."""
+def _freeze() -> None:
+    """``gc.freeze()`` moves what start-up allocated to a permanent generation: a full collection
+    walked ~150,000 start-up objects, a 65 ms pause every ~1,500 requests that set the p99
+    (measured; docs/performance.md); in a preloaded master it also keeps collections in the
+    workers from writing to, and so copying, the shared pages. Then the heap that loading freed
+    goes back to the operating system (cipherguard.memory)."""
     import gc
 
     from cipherguard.memory import return_free_heap
-    from cipherguard.warmup import warm_up
 
-    warm_up()
     gc.freeze()
     return_free_heap()
 
 
 def when_ready(server):  # noqa: ANN001, ANN201 - gunicorn hook, in the master before the first fork
+    """Django loads URLs, views and the model lazily, on the first request; warming up keeps that
+    off a client's clock. A preloading master warms what workers can share; the model's ONNX
+    session is not among it (its C++ threads do not survive a fork: a worker that inherited one
+    aborted when it exited), so each worker loads its own."""
     if preload_app:
-        from cipherguard.warmup import before_fork
+        from cipherguard.warmup import before_fork, warm_up
 
-        _warm_and_freeze()
+        warm_up(process=False)
+        _freeze()
         before_fork()
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn hook, in each worker
-    if not preload_app:
-        _warm_and_freeze()
+    from cipherguard.warmup import warm_up, warm_up_process
+
+    if preload_app:
+        warm_up_process()
+    else:
+        warm_up()
+    _freeze()
 
 
 def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook

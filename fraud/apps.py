@@ -29,6 +29,9 @@ class FraudConfig(AppConfig):
         return {"model": model_readiness}
 
     def warm_up(self) -> None:
+        import fraud.scoring.runtime  # noqa: F401 - the scoring path's imports (onnxruntime, numpy)
+
+    def warm_up_process(self) -> None:
         from fraud.scoring.runtime import runtime
 
         try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +13,31 @@ import numpy as np
 from fraud.features import definitions as fx
 from fraud.modelops.datasets import frame_from_generated
 from fraud.modelops.generator import Generated
+
+
+def run_concurrently(count: int, work: Callable[[int], None], *, timeout: float = 120) -> list[BaseException]:
+    """Run ``work(k)`` for k in 0..count-1 in threads released together (each its own database
+    connection, closed at the end); returns what they raised."""
+    from django.db import connection
+
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(k: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            work(k)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return errors
 
 
 def free_port() -> int:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
 import runpy
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from django.db import connections
 
 from cipherguard.warmup import before_fork
+from tests.helpers import free_port
 
 connection = connections["default"]  # the wrapper itself (its class holds the pools), not the proxy
 
-CONF = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
+ROOT = Path(__file__).resolve().parent.parent
+CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 
 def test_the_master_hands_no_database_pool_to_its_workers(postgres_tx):
@@ -49,3 +58,70 @@ def test_workers_share_the_preloaded_app_unless_told_not_to(monkeypatch, tmp_pat
         monkeypatch.setenv("GUNICORN_PRELOAD", value)
     conf = runpy.run_path(str(CONF))
     assert conf["preload_app"] is preload
+
+
+def test_a_preloading_master_never_imports_onnxruntime():
+    """A process forked after importing onnxruntime aborts at exit once it has scored (SIGABRT,
+    "std::system_error: Invalid argument"): the master's warm-up must leave it to the workers."""
+    code = (
+        "import sys, django; django.setup(); from cipherguard.warmup import warm_up; warm_up(process=False); "
+        "from django.urls import get_resolver; get_resolver().url_patterns; "
+        "print(sorted(m for m in ('onnxruntime', 'sklearn', 'skl2onnx') if m in sys.modules))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cipherguard.settings"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_preloaded_workers_score_and_exit_cleanly(postgres_tx, alice, active_model, tmp_path):
+    """gunicorn as deployed (preloading master, two workers) against this database: transactions
+    score, and on SIGTERM every worker exits without an abort."""
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from tests.fraud.scoring.test_scoring_api import body
+
+    db = connections["default"].settings_dict
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "cipherguard.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        "GUNICORN_PRELOAD": "true",
+        "RATE_LIMIT_ENABLED": "false",  # 24 requests at once from one client
+    }
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "cipherguard.wsgi", "--config", "deploy/gunicorn.conf.py",
+             "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{base}/healthz", timeout=2)  # noqa: S310 - loopback
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                    time.sleep(0.3)
+            headers = {"Authorization": f"Bearer {AccessToken.for_user(alice)}", "Content-Type": "application/json"}
+
+            def score(i: int) -> int:
+                payload = json.dumps(body(transaction_id=f"preload-{i}")).encode()
+                request = urllib.request.Request(f"{base}/api/v1/transactions/", payload, headers)  # noqa: S310
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+                    return response.status
+
+            with ThreadPoolExecutor(4) as pool:  # both workers score
+                statuses = list(pool.map(score, range(24)))
+        finally:
+            server.terminate()
+            code = server.wait(timeout=60)
+    log = log_path.read_text()
+    assert statuses == [201] * 24
+    assert code == 0, log[-3000:]
+    assert "terminate called" not in log and "SIGABRT" not in log, log[-3000:]

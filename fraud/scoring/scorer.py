@@ -19,8 +19,9 @@ from fraud.features.definitions import REASON_GROUPS, ReasonGroup
 # One thread per web worker: extra intra-op threads on 2 shared cores made calls up to 1000×
 # slower under load (measured, see ../shared/MEASURED.md). Must be set before onnxruntime loads.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-import onnxruntime as ort  # noqa: E402 - after the thread setting above
+# onnxruntime itself is imported where a session is made, not here: a process forked after
+# importing it (a preloading gunicorn master's workers) aborts at exit once it has used it
+# (measured: "std::system_error: Invalid argument", SIGABRT), so the master never imports it.
 
 # A reason must move the score by at least one percentage point: smaller contributions are noise
 # to an analyst. (It also bounds which rows need explaining at all: see score_with_reasons.)
@@ -73,6 +74,8 @@ class OnnxScorer:
         actual = sha256_hex(artifact)
         if actual != expected_sha256:
             raise ArtifactIntegrityError(f"model artifact sha256 {actual} does not match recorded {expected_sha256}")
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

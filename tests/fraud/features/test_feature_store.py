@@ -3,7 +3,6 @@ equal to a recomputation from the table, whoever writes and however."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -15,6 +14,7 @@ from fraud.features import buckets
 from fraud.modelops.services.history import history_generate
 from fraud.models import FeatureBucket, Transaction
 from tests.factories import TransactionFactory
+from tests.helpers import run_concurrently
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -136,40 +136,28 @@ def test_the_rebuilt_store_equals_the_live_one(history, alice):
 def test_concurrent_writers_to_the_same_buckets_stay_exact_and_never_deadlock(postgres_tx, alice):
     """Eight writers at once on one merchant and two customers: single inserts in autocommit, and
     multi-row inserts inside transactions (as the batch paths write), with labels arriving."""
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
     t0 = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
 
     def writer(k: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            for i in range(15):
-                when = t0 + timedelta(minutes=7 * i + k)
-                if k % 2:
-                    TransactionFactory(owner=alice, customer_id=f"C{i % 2}", merchant_id="M", timestamp=when)
-                else:
-                    with transaction.atomic():
-                        Transaction.objects.bulk_create(
-                            TransactionFactory.build(
-                                owner=alice, customer_id=f"C{(i + j) % 2}", merchant_id="M", timestamp=when,
-                                amount=Decimal(f"{10 + j}.25"),
-                            )
-                            for j in range(4)
-                        )  # fmt: skip
-                if i % 5 == 4:
-                    Transaction.objects.filter(owner=alice, merchant_id="M", label="", timestamp__lte=when).update(
-                        label="fraud", label_source="client", label_time=when
-                    )
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+        for i in range(15):
+            when = t0 + timedelta(minutes=7 * i + k)
+            if k % 2:
+                TransactionFactory(owner=alice, customer_id=f"C{i % 2}", merchant_id="M", timestamp=when)
+            else:
+                with transaction.atomic():
+                    Transaction.objects.bulk_create(
+                        TransactionFactory.build(
+                            owner=alice, customer_id=f"C{(i + j) % 2}", merchant_id="M", timestamp=when,
+                            amount=Decimal(f"{10 + j}.25"),
+                        )
+                        for j in range(4)
+                    )  # fmt: skip
+            if i % 5 == 4:
+                Transaction.objects.filter(owner=alice, merchant_id="M", label="", timestamp__lte=when).update(
+                    label="fraud", label_source="client", label_time=when
+                )
 
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = run_concurrently(8, writer)
     assert not errors, errors
     assert Transaction.objects.count() == 4 * 15 + 4 * 15 * 4
     assert_exact()
