@@ -12,17 +12,10 @@ from cipherguard.hooks import app_hooks
 logger = logging.getLogger(__name__)
 
 
-def warm_up(*, process: bool = True) -> None:
-    """Import the URLconf and every view, and do the apps' warm-up; with ``process``, also their
-    per-process warm-up (loading the active model's ONNX session), which a preloading master
-    leaves to each worker (``warm_up_process``). A database that is not there yet is fine: the
-    first request then does it."""
-    get_resolver().url_patterns  # noqa: B018 - importing every view is the point
+def _run(*hook_names: str) -> None:
     try:
-        for hook in app_hooks("warm_up"):
-            hook()
-        if process:
-            for hook in app_hooks("warm_up_process"):
+        for name in hook_names:
+            for hook in app_hooks(name):
                 hook()
     finally:
         close_old_connections()
@@ -30,15 +23,18 @@ def warm_up(*, process: bool = True) -> None:
             conn.close()  # back to the pool
 
 
+def warm_up(*, process: bool = True) -> None:
+    """Import the URLconf and every view, and do the apps' warm-up; with ``process``, also their
+    per-process warm-up (loading the active model's ONNX session), which a preloading master
+    leaves to each worker (``warm_up_process``). A database that is not there yet is fine: the
+    first request then does it."""
+    get_resolver().url_patterns  # noqa: B018 - importing every view is the point
+    _run(*(("warm_up", "warm_up_process") if process else ("warm_up",)))
+
+
 def warm_up_process() -> None:
     """The apps' per-process warm-up alone: in a worker forked from a warmed master."""
-    try:
-        for hook in app_hooks("warm_up_process"):
-            hook()
-    finally:
-        close_old_connections()
-        for conn in connections.all(initialized_only=True):
-            conn.close()  # back to the pool
+    _run("warm_up_process")
 
 
 def before_fork() -> None:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 
 from fraud.features import definitions as fx
 from fraud.modelops.datasets import frame_from_generated
 from fraud.modelops.generator import Generated
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_concurrently(count: int, work: Callable[[int], None], *, timeout: float = 120) -> list[BaseException]:
@@ -38,6 +47,54 @@ def run_concurrently(count: int, work: Callable[[int], None], *, timeout: float 
     for t in threads:
         t.join(timeout=timeout)
     return errors
+
+
+@dataclass
+class Server:
+    base: str  # http://127.0.0.1:<port>
+    log: Path
+    process: subprocess.Popen
+
+
+@contextmanager
+def gunicorn(tmp_path: Path, env: dict[str, str], *, workers: int = 2) -> Iterator[Server]:
+    """gunicorn as deployed (deploy/gunicorn.conf.py) on a free loopback port, against the test
+    database, with ``env`` on top; ready when ``/healthz`` answers. Stopped with SIGTERM (its
+    exit status is then ``process.returncode``)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "cipherguard.settings",
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
+        **env,
+    }
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "cipherguard.wsgi", "--config", "deploy/gunicorn.conf.py",
+             "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{base}/healthz", timeout=2)  # noqa: S310 - loopback
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(log_path.read_text()[-3000:]) from None
+                    time.sleep(0.3)
+            yield Server(base, log_path, process)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=60)
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ import os
 import runpy
 import subprocess
 import sys
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from django.db import connections
 
 from cipherguard.warmup import before_fork
-from tests.helpers import free_port
+from tests.helpers import gunicorn
 
 connection = connections["default"]  # the wrapper itself (its class holds the pools), not the proxy
 
@@ -81,46 +80,19 @@ def test_preloaded_workers_score_and_exit_cleanly(postgres_tx, alice, active_mod
 
     from tests.fraud.scoring.test_scoring_api import body
 
-    db = connections["default"].settings_dict
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "cipherguard.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "GUNICORN_PRELOAD": "true",
-        "RATE_LIMIT_ENABLED": "false",  # 24 requests at once from one client
-    }
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "cipherguard.wsgi", "--config", "deploy/gunicorn.conf.py",
-             "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base}/healthz", timeout=2)  # noqa: S310 - loopback
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-                    time.sleep(0.3)
-            headers = {"Authorization": f"Bearer {AccessToken.for_user(alice)}", "Content-Type": "application/json"}
+    env = {"GUNICORN_PRELOAD": "true", "RATE_LIMIT_ENABLED": "false"}  # 24 requests at once from one client
+    with gunicorn(tmp_path, env) as server:
+        headers = {"Authorization": f"Bearer {AccessToken.for_user(alice)}", "Content-Type": "application/json"}
 
-            def score(i: int) -> int:
-                payload = json.dumps(body(transaction_id=f"preload-{i}")).encode()
-                request = urllib.request.Request(f"{base}/api/v1/transactions/", payload, headers)  # noqa: S310
-                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-                    return response.status
+        def score(i: int) -> int:
+            payload = json.dumps(body(transaction_id=f"preload-{i}")).encode()
+            request = urllib.request.Request(f"{server.base}/api/v1/transactions/", payload, headers)  # noqa: S310
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+                return response.status
 
-            with ThreadPoolExecutor(4) as pool:  # both workers score
-                statuses = list(pool.map(score, range(24)))
-        finally:
-            server.terminate()
-            code = server.wait(timeout=60)
+        with ThreadPoolExecutor(4) as pool:  # both workers score
+            statuses = list(pool.map(score, range(24)))
+    code, log_path = server.process.returncode, server.log
     log = log_path.read_text()
     assert statuses == [201] * 24
     assert code == 0, log[-3000:]

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraud.models import BatchJob, BatchStatus, CaseStatus, DriftReport
 from tests.factories import CaseFactory, TransactionFactory
 from tests.fraud.scoring.test_scoring_api import body
-from tests.helpers import free_port
+from tests.helpers import gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 Key = tuple[str, tuple[tuple[str, str], ...]]
@@ -200,33 +195,9 @@ def scrape_registry() -> dict[Key, float]:
 
 def test_gunicorn_workers_are_summed_in_one_scrape(postgres_tx, tmp_path):
     """Two gunicorn workers, eighty requests spread over them: one scrape counts them all."""
-    db = connection.settings_dict
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "cipherguard.settings",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "METRICS_TOKEN": "scrape-token-for-the-multiprocess-test-0001",
-        "LOG_LEVEL": "WARNING",
-    }
-    log = (tmp_path / "gunicorn.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "cipherguard.wsgi", "--config", "deploy/gunicorn.conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=2)  # noqa: S310 - loopback
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError((tmp_path / "gunicorn.log").read_text()) from None
-                time.sleep(0.3)
+    env = {"METRICS_TOKEN": "scrape-token-for-the-multiprocess-test-0001", "LOG_LEVEL": "WARNING"}
+    with gunicorn(tmp_path, env) as server:
+        base = server.base
         # Concurrent requests: a sync worker serves one at a time, so both workers get some.
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda _: urllib.request.urlopen(f"{base}/healthz", timeout=10).read(), range(80)))  # noqa: S310
@@ -235,8 +206,5 @@ def test_gunicorn_workers_are_summed_in_one_scrape(postgres_tx, tmp_path):
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             m = parse(response.read().decode())
         files = list((tmp_path / "prom").glob("counter_*.db"))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     assert m[("django_http_requests_total_by_view_transport_method_total", (("method", "GET"), ("transport", "http"), ("view", "healthz")))] == 81  # fmt: skip
     assert len(files) >= 2  # one file per worker process that counted something
