@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,29 +25,28 @@ from fraud.modelops.generator import Generated
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_concurrently(count: int, work: Callable[[int], None], *, timeout: float = 120) -> list[BaseException]:
-    """Run ``work(k)`` for k in 0..count-1 in threads released together (each its own database
-    connection, closed at the end); returns what they raised."""
+def at_once(fn: Callable[[int], Any], n: int, *, timeout: float = 60) -> list[Any]:
+    """``fn(i)`` for i in 0..n-1 in threads released together, each on its own database
+    connection (closed at the end): what each returned, or the exception it raised."""
     from django.db import connection
 
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
+    barrier, results = threading.Barrier(n), []
 
-    def run(k: int) -> None:
+    def run(i: int) -> None:
         try:
             barrier.wait(timeout=10)
-            work(k)
-        except BaseException as exc:  # noqa: BLE001 - returned to the test
-            errors.append(exc)
+            results.append(fn(i))
+        except Exception as exc:  # collected: the test asserts on what each thread got
+            results.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=(k,)) for k in range(count)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=timeout)
-    return errors
+    return results
 
 
 @dataclass

@@ -23,6 +23,7 @@ from fraud.rules.services import (
 )
 from fraud.scoring.runtime import runtime
 from tests.fraud.scoring.test_scoring_api import URL, body
+from tests.helpers import at_once
 
 CARD = "4111111111111111"
 
@@ -300,38 +301,14 @@ def test_an_admin_imports_entries_from_the_command_line(tmp_path, dave, alice):
 # --- Concurrency (PostgreSQL: the constraints decide) -------------------------------------------------
 
 
-def _at_once(fn, n: int) -> list:
-    import threading
-
-    from django.db import connection
-
-    barrier, results = threading.Barrier(n), []
-
-    def run(i: int) -> None:
-        try:
-            barrier.wait(timeout=10)
-            results.append(fn(i))
-        except Exception as exc:  # collected: the test asserts on what each thread got
-            results.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
 def test_concurrent_saves_of_one_rule_get_distinct_versions(postgres_tx, dave):
-    results = _at_once(lambda i: rule_save(actor=dave, name="race", condition=f"amount > {i}", action="review"), 6)
+    results = at_once(lambda i: rule_save(actor=dave, name="race", condition=f"amount > {i}", action="review"), 6)
     assert all(isinstance(r, Rule) for r in results), results
     assert sorted(Rule.objects.filter(name="race").values_list("version", flat=True)) == [1, 2, 3, 4, 5, 6]
 
 
 def test_concurrent_identical_entries_store_one(postgres_tx, dave):
-    results = _at_once(
+    results = at_once(
         lambda i: list_entry_add(actor=dave, kind="country", value="KP", action="block", reason=f"r{i}"), 6
     )
     assert sum(isinstance(r, ListEntry) for r in results) == 1
@@ -342,7 +319,7 @@ def test_concurrent_identical_entries_store_one(postgres_tx, dave):
 
 def test_concurrent_activations_leave_one_active_version(postgres_tx, dave):
     versions = [rule_save(actor=dave, name="one live", condition=f"amount > {i}", action="review") for i in range(5)]
-    results = _at_once(lambda i: rule_activate(actor=dave, rule=versions[i]), 5)
+    results = at_once(lambda i: rule_activate(actor=dave, rule=versions[i]), 5)
     assert all(isinstance(r, Rule) for r in results), results
     assert Rule.objects.filter(name="one live", status=RuleStatus.ACTIVE).count() == 1
 
@@ -390,7 +367,7 @@ def test_a_list_load_failure_keeps_the_previous_policy(alice_api, alice, dave, a
     assert score(alice_api, transaction_id="2")["decided_by"] == "list"
 
 
-def test_a_list_import_too_large_to_finish_within_the_request_is_refused_at_once(alice_api, alice):
+def test_a_list_import_too_large_to_finish_within_the_request_is_refusedat_once(alice_api, alice):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from fraud.rules.apis import LIST_IMPORT_MAX_BYTES
