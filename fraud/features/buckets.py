@@ -35,23 +35,19 @@ from fraud.features import definitions as fx
 
 TX = "fraud_transaction"
 BUCKETS = "fraud_feature_bucket"
-SEP = "chr(31)"  # between the parts of a composite key, as the offline path's keys
 PK = ("owner_id", "kind", "key", "span", "start")
 VALUES = ("n", "amount_sum", "amount_sumsq", "amount_max", "last_ts", "fraud_n")
 
-# (kind, key expression over a transaction row aliased r, span, the column a recompute filters on)
-ENTITIES: tuple[tuple[str, str, str, str], ...] = (
-    ("m", "r.merchant_id", "h", "merchant_id"),
-    ("m", "r.merchant_id", "d", "merchant_id"),
-)
+# (kind, the transaction column that is the bucket's key, span)
+ENTITIES: tuple[tuple[str, str, str], ...] = (("m", "merchant_id", "h"), ("m", "merchant_id", "d"))
 # The columns whose change moves a transaction between buckets or changes a bucket's sums.
-CORE = ("owner_id", "customer_id", "merchant_id", "card_fingerprint", "country", "timestamp", "amount")
+CORE = ("owner_id", *dict.fromkeys(column for _, column, _ in ENTITIES), "timestamp", "amount")
 FRAUD_KNOWN = "(r.label = 'fraud' AND r.label_time IS NOT NULL)"
 
 
 # ---- PostgreSQL ---------------------------------------------------------------------------------
 
-_PG_ENTITY_VALUES = ", ".join(f"('{kind}', {key}, '{span}')" for kind, key, span, _ in ENTITIES)
+_PG_ENTITY_VALUES = ", ".join(f"('{kind}', r.{column}, '{span}')" for kind, column, span in ENTITIES)
 
 
 def _pg_aggregate(rows: str) -> str:
@@ -63,7 +59,6 @@ def _pg_aggregate(rows: str) -> str:
         "max(r.amount) AS amount_max, max(r.timestamp) AS last_ts, "
         f"count(*) FILTER (WHERE {FRAUD_KNOWN}) AS fraud_n "
         f"FROM {rows} r CROSS JOIN LATERAL (VALUES {_PG_ENTITY_VALUES}) AS e(kind, key, span) "
-        "WHERE e.kind <> 'k' OR e.key <> '' "
         "GROUP BY 1, 2, 3, 4, 5"
     )
 
@@ -99,12 +94,11 @@ def _pg_recompute(affected: str) -> list[str]:
         _pg_lock(affected),
         f"DELETE FROM {BUCKETS} b USING ({affected}) a WHERE " + " AND ".join(f"b.{c} = a.{c}" for c in PK),  # nosec B608 - this module's constants; values are parameters
     ]
-    for column in dict.fromkeys(col for *_, col in ENTITIES):
-        kinds = ", ".join(f"'{k}'" for k in sorted({kind for kind, _, _, col in ENTITIES if col == column}))
-        head = "split_part(a.key, chr(31), 1)" if column == "customer_id" else "a.key"
+    for column in dict.fromkeys(column for _, column, _ in ENTITIES):
+        kinds = ", ".join(f"'{k}'" for k in sorted({kind for kind, col, _ in ENTITIES if col == column}))
         statements.append(
             f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "  # nosec B608 - this module's constants; values are parameters
-            f"SELECT agg.* FROM (SELECT DISTINCT a.owner_id, {head} AS head, "
+            "SELECT agg.* FROM (SELECT DISTINCT a.owner_id, a.key AS head, "
             f"date_trunc('day', a.start, 'UTC') AS day FROM ({affected}) a WHERE a.kind IN ({kinds})) AS w "
             "CROSS JOIN LATERAL ("
             + _pg_aggregate(
@@ -131,8 +125,7 @@ _PG_LABEL_DELTAS = (
     "date_trunc(CASE e.span WHEN 'h' THEN 'hour' ELSE 'day' END, r.timestamp, 'UTC') AS start, sum(r.delta) AS delta "
     "FROM (SELECT n.*, CASE WHEN n.label = 'fraud' AND n.label_time IS NOT NULL THEN 1 ELSE -1 END AS delta "
     f"FROM old_rows o JOIN new_rows n ON n.id = o.id WHERE NOT ({_PG_CORE_CHANGED}) AND {_PG_FRAUD_CHANGED}) r "
-    f"CROSS JOIN LATERAL (VALUES {_PG_ENTITY_VALUES}) AS e(kind, key, span) "
-    "WHERE e.kind <> 'k' OR e.key <> '' GROUP BY 1, 2, 3, 4, 5"
+    f"CROSS JOIN LATERAL (VALUES {_PG_ENTITY_VALUES}) AS e(kind, key, span) GROUP BY 1, 2, 3, 4, 5"
 )
 _PG_LABEL_UPDATE = (
     f"UPDATE {BUCKETS} b SET fraud_n = b.fraud_n + d.delta FROM ({_PG_LABEL_DELTAS}) d WHERE "  # nosec B608 - this module's constants; values are parameters
@@ -183,20 +176,16 @@ def _sqlite_start(span: str, ts: str) -> str:
     return f"strftime('%Y-%m-%d {'%H' if span == 'h' else '00'}:00:00', {ts})"
 
 
-def _sqlite_key(key: str, row: str) -> str:
-    return key.replace("r.", f"{row}.").replace(f" || {SEP} || ", " || char(31) || ")
-
-
 def _sqlite_add(row: str) -> list[str]:
     statements = []
-    for kind, key, span, _ in ENTITIES:
-        k = _sqlite_key(key, row)
-        guard = f" WHERE {k} <> ''" if kind == "k" else " WHERE true"  # WHERE: SQLite's upsert-after-SELECT rule
+    for kind, column, span in ENTITIES:
+        k = f"{row}.{column}"
         statements.append(
             f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "  # nosec B608 - this module's constants; values are parameters
             f"SELECT {row}.owner_id, '{kind}', {k}, '{span}', {_sqlite_start(span, f'{row}.timestamp')}, 1, "
             f"{row}.amount, {row}.amount * {row}.amount, {row}.amount, {row}.timestamp, "
-            f"CASE WHEN {row}.label = 'fraud' AND {row}.label_time IS NOT NULL THEN 1 ELSE 0 END{guard} "
+            f"CASE WHEN {row}.label = 'fraud' AND {row}.label_time IS NOT NULL THEN 1 ELSE 0 END "
+            "WHERE true "  # SQLite needs a WHERE between an upsert's SELECT and its ON CONFLICT
             f"ON CONFLICT ({', '.join(PK)}) DO UPDATE SET n = n + excluded.n, "
             "amount_sum = amount_sum + excluded.amount_sum, amount_sumsq = amount_sumsq + excluded.amount_sumsq, "
             "amount_max = max(amount_max, excluded.amount_max), last_ts = max(last_ts, excluded.last_ts), "
@@ -208,21 +197,19 @@ def _sqlite_add(row: str) -> list[str]:
 def _sqlite_recompute(row: str) -> list[str]:
     """Recompute, from the table, the buckets the row ``row`` (OLD or NEW) is in."""
     statements = []
-    for kind, key, span, column in ENTITIES:
-        k = _sqlite_key(key, row)
-        tk = _sqlite_key(key, "t")
+    for kind, column, span in ENTITIES:
+        k = f"{row}.{column}"
         start = _sqlite_start(span, f"{row}.timestamp")
         # The bucket's end, in the stored text form (the range reads the entity's index).
         end = f"strftime('%Y-%m-%d %H:%M:%S', {start}, '+1 {'hour' if span == 'h' else 'day'}')"
-        guard = f" AND {k} <> ''" if kind == "k" else ""
         where = f"owner_id = {row}.owner_id AND kind = '{kind}' AND key = {k} AND span = '{span}' AND start = {start}"
         statements.append(f"DELETE FROM {BUCKETS} WHERE {where}")  # nosec B608 - this module's constants; values are parameters
         statements.append(
             f"INSERT INTO {BUCKETS} ({', '.join(PK + VALUES)}) "  # nosec B608 - this module's constants; values are parameters
-            f"SELECT t.owner_id, '{kind}', {tk}, '{span}', {start}, count(*), sum(t.amount), "
+            f"SELECT t.owner_id, '{kind}', t.{column}, '{span}', {start}, count(*), sum(t.amount), "
             "sum(t.amount * t.amount), max(t.amount), max(t.timestamp), "
             "sum(CASE WHEN t.label = 'fraud' AND t.label_time IS NOT NULL THEN 1 ELSE 0 END) "
-            f"FROM {TX} t WHERE t.owner_id = {row}.owner_id AND t.{column} = {row}.{column} AND {tk} = {k}{guard} "
+            f"FROM {TX} t WHERE t.owner_id = {row}.owner_id AND t.{column} = {k} "
             f"AND t.timestamp >= {start} AND t.timestamp < {end} GROUP BY t.owner_id"
         )
     return statements
@@ -267,13 +254,12 @@ def _rebuild_select(connection: BaseDatabaseWrapper, owner_id: int | None) -> tu
     if connection.vendor == "postgresql":
         return _pg_aggregate(source), params
     selects = []
-    for kind, key, span, _ in ENTITIES:
-        k = _sqlite_key(key, "r")
+    for kind, column, span in ENTITIES:
         selects.append(
-            f"SELECT r.owner_id, '{kind}' AS kind, {k} AS key, '{span}' AS span, {_sqlite_start(span, 'r.timestamp')} AS start, "  # nosec B608 - this module's constants; values are parameters
+            f"SELECT r.owner_id, '{kind}' AS kind, r.{column} AS key, '{span}' AS span, {_sqlite_start(span, 'r.timestamp')} AS start, "  # nosec B608 - this module's constants; values are parameters
             "count(*) AS n, sum(r.amount) AS amount_sum, sum(r.amount * r.amount) AS amount_sumsq, max(r.amount) AS amount_max, "
             "max(r.timestamp) AS last_ts, sum(CASE WHEN r.label = 'fraud' AND r.label_time IS NOT NULL THEN 1 ELSE 0 END) AS fraud_n "
-            f"FROM {source} r {'WHERE r.card_fingerprint <> ' + repr('') if kind == 'k' else ''} GROUP BY 1, 2, 3, 4, 5"
+            f"FROM {source} r GROUP BY 1, 2, 3, 4, 5"
         )
     return " UNION ALL ".join(selects), params * len(selects)
 
