@@ -191,3 +191,32 @@ def test_the_feature_read_brings_the_customers_recent_countries_as_their_own_que
         read = read_online(pending, label_delay_days=DELAY)
         assert read.customer_countries_30d == expected == customer_countries(pending, days=30)
         np.testing.assert_array_equal(read.row, features_online(pending, label_delay_days=DELAY))
+
+
+def test_windows_whose_edges_fall_on_midnight_and_on_the_hour_agree_online_and_offline(alice):
+    """The store reads a window as raw edge hours, hour buckets and day buckets: its edges on, and a
+    microsecond either side of, midnight UTC and the hour must count exactly what the offline
+    path counts (history and labels on every window edge of the merchant, delayed ones included)."""
+    targets = [
+        datetime(2026, 4, 10, 0, 0, tzinfo=UTC),
+        datetime(2026, 4, 10, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 4, 11, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 4, 11, 13, 0, tzinfo=UTC),
+    ]
+    for n, t in enumerate(targets):
+        for days in (1, 3, 7, 8, 10, 14, 21, 28, 30, 37):
+            for i, delta in enumerate((timedelta(microseconds=-1), timedelta(0), timedelta(microseconds=1),
+                                       timedelta(hours=-1), timedelta(hours=1))):  # fmt: skip
+                when = t - timedelta(days=days) + delta
+                fraud = (days + i) % 3 == 0
+                TransactionFactory(
+                    owner=alice, customer_id=f"C{n}{i}", merchant_id="M", timestamp=when,
+                    amount=Decimal(f"{days + i}.5"), label="fraud" if fraud else "",
+                    label_time=when + timedelta(days=1 + i) if fraud else None,
+                )  # fmt: skip
+    stored = [TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=t) for t in targets]
+    offline = offline_by_id()
+    for tx in stored:
+        on, off = online(tx), offline[tx.pk]
+        np.testing.assert_allclose(on, off, rtol=1e-6, err_msg=str(tx.timestamp))
+        assert on[fx.FEATURE_INDEX["m_n_30d"]] > 0 and on[fx.FEATURE_INDEX["m_fraud_n_30d"]] > 0
