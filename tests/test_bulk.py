@@ -6,10 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
-from cipherguard.bulk import copy_insert
-from fraud.models import Transaction
+from cipherguard.bulk import _row_maker, copy_insert, new_instance
+from fraud.models import Decision, Transaction
 from tests.factories import TransactionFactory
 
 
@@ -40,3 +41,34 @@ def test_a_duplicate_fails_the_whole_copy_with_integrity_error(postgres, alice):
     with pytest.raises(IntegrityError), transaction.atomic():
         copy_insert(Transaction, build(alice, 5, prefix="c") + build(alice, 1))  # b-0 again
     assert Transaction.objects.filter(owner=alice).count() == 3
+
+
+def test_new_instance_is_the_constructors_object(alice, db):
+    values = {"owner": alice, "transaction_id": "n-1", "customer_id": "C1", "merchant_id": "M1",
+              "amount": Decimal("12.50"), "currency": "EUR", "country": "FR", "timestamp": timezone.now(),
+              "fraud_score": 0.25, "decision": Decision.REVIEW, "model_version_id": None}  # fmt: skip
+    fast, slow = new_instance(Transaction, **values), Transaction(**values)
+    for f in Transaction._meta.concrete_fields:
+        assert getattr(fast, f.attname) == getattr(slow, f.attname), f.attname
+    assert fast.owner is alice and fast._state.adding and fast.pk is None
+    other = new_instance(Transaction, **values)
+    assert other.reasons == [] and other.reasons is not fast.reasons  # callable defaults: one each
+    with pytest.raises(TypeError, match="no_such_field"):
+        new_instance(Transaction, no_such_field=1)
+
+
+def test_copy_rows_are_the_fields_own_conversions(alice, db):
+    """The COPY row skips a field's conversion only where the value is already what it stores;
+    it must equal get_db_prep_save(pre_save(...)) field by field (an enum member, a Decimal, a
+    datetime, JSON, None and an auto_now_add time included)."""
+    tx = build(alice, 1)[0]
+    tx.decision, tx.shadow_score, tx.rule_matches = Decision.DECLINE, None, [{"rule": 1}]
+    fields = Transaction._meta.concrete_fields
+    row = _row_maker(Transaction, connection.alias)(tx)
+    stamped = tx.created_at  # auto_now_add: set by the row's own pre_save
+    expected = [f.get_db_prep_save(f.pre_save(tx, True), connection) for f in fields]
+    created = [f.attname for f in fields].index("created_at")
+    assert stamped is not None and row[created] is not None
+    row[created] = expected[created]
+    assert [str(v) for v in row] == [str(v) for v in expected]
+    assert [type(v) for v in row] == [type(v) for v in expected]

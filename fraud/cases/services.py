@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.services import audit_record
+from cipherguard.bulk import copy_insert
 from fraud.cases.selectors import user_can_use_console
 from fraud.models import Case, CaseNote, CaseOutcome, CaseStatus, Label, LabelSource, Transaction
 from fraud.transactions.services import transaction_label
@@ -36,20 +37,36 @@ def case_needed(decision: str) -> bool:
     return decision in settings.FRAUD_CASE_DECISIONS
 
 
+def _new_case(tx: Transaction, now: datetime) -> Case:
+    score = float(tx.fraud_score or 0.0)
+    return Case(
+        transaction=tx,
+        priority=case_priority(score=score, amount=float(tx.amount)),
+        score=score,
+        amount=tx.amount,
+        opened_at=now,
+        due_at=now + timedelta(hours=settings.FRAUD_CASE_SLA_HOURS),
+    )
+
+
 def case_open_for(*, tx: Transaction) -> Case | None:
     """Open a case when the decision calls for one (``case_needed``). Called by scoring inside
     its transaction, so a stored flagged transaction always has its case."""
     if not case_needed(tx.decision):
         return None
+    case = _new_case(tx, timezone.now())
+    case.save(force_insert=True)
+    return case
+
+
+def cases_open_for(*, transactions: Iterable[Transaction]) -> list[Case]:
+    """``case_open_for`` for many stored transactions, in one bulk insert (a batch chunk flags
+    hundreds: one INSERT each was a tenth of the chunk's time). Called inside the scoring
+    transaction, like ``case_open_for``."""
     now = timezone.now()
-    return Case.objects.create(
-        transaction=tx,
-        priority=case_priority(score=float(tx.fraud_score or 0.0), amount=float(tx.amount)),
-        score=float(tx.fraud_score or 0.0),
-        amount=tx.amount,
-        opened_at=now,
-        due_at=now + timedelta(hours=settings.FRAUD_CASE_SLA_HOURS),
-    )
+    cases = [_new_case(tx, now) for tx in transactions if case_needed(tx.decision)]
+    copy_insert(Case, cases)
+    return cases
 
 
 def _state(case: Case) -> dict[str, object]:

@@ -251,18 +251,25 @@ NOT_FRAUD = np.iinfo(np.int64).max
 
 
 def _codes(*columns: np.ndarray) -> list[np.ndarray]:
-    """Integer codes shared across several arrays of the same kind of key."""
-    joined = np.concatenate(columns)
-    _, inverse = np.unique(joined, return_inverse=True)
+    """Integer codes shared across several arrays of the same kind of key, numbered in order of
+    first appearance (a dict: twice as fast as sorting the strings with ``np.unique``)."""
+    index: dict[object, int] = {}
+    return [
+        np.fromiter((index.setdefault(k, len(index)) for k in column.tolist()), dtype=np.int64, count=len(column))
+        for column in columns
+    ]
+
+
+def _pair_codes(a: list[np.ndarray], b: list[np.ndarray]) -> list[np.ndarray]:
+    """Codes of (a, b) pairs, given each side's codes for the same arrays: integer arithmetic
+    in place of joining the strings, renumbered densely (group numbers bound a search's work)."""
+    width = max((int(c.max()) + 1 for c in b if len(c)), default=1)
+    _, inverse = np.unique(np.concatenate([x * width + y for x, y in zip(a, b, strict=True)]), return_inverse=True)
     out, start = [], 0
-    for column in columns:
+    for column in a:
         out.append(inverse[start : start + len(column)].astype(np.int64))
         start += len(column)
     return out
-
-
-def _pair_keys(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.char.add(np.char.add(a.astype(str), "\x1e"), b.astype(str))
 
 
 class _Grouped:
@@ -372,10 +379,12 @@ def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) 
     """The aggregates of every target computed from ``history`` (which may contain the targets
     themselves: only rows strictly before each target's time count)."""
     delay = label_delay_days * DAY
-    cust_h, cust_t = _codes(history.customer, targets.customer)
-    merch_h, merch_t = _codes(history.merchant, targets.merchant)
-    cm_h, cm_t = _codes(_pair_keys(history.customer, history.merchant), _pair_keys(targets.customer, targets.merchant))
-    cc_h, cc_t = _codes(_pair_keys(history.customer, history.country), _pair_keys(targets.customer, targets.country))
+    customer = _codes(history.customer, targets.customer)
+    merchant = _codes(history.merchant, targets.merchant)
+    cust_h, cust_t = customer
+    merch_h, merch_t = merchant
+    cm_h, cm_t = _pair_codes(customer, merchant)
+    cc_h, cc_t = _pair_codes(customer, _codes(history.country, targets.country))
     t = targets.ts.astype(np.int64)
     out: dict[str, np.ndarray] = {}
 

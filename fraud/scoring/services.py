@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.models import User
 from cipherguard import metrics
 from cipherguard.bulk import copy_insert
-from fraud.cases.services import case_needed, case_open_for
+from fraud.cases.services import case_needed, case_open_for, cases_open_for
 from fraud.features.store import PendingTransaction, customer_countries, features_for_new, read_online
 from fraud.models import Transaction
 from fraud.rules.policy import Outcome, Thresholds, rule_context
@@ -291,8 +291,7 @@ def _score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcom
     try:
         with transaction.atomic():
             copy_insert(Transaction, list(new.values()))
-            for tx in new.values():
-                case_open_for(tx=tx)
+            cases_open_for(transactions=new.values())
     except IntegrityError:
         return [_one_by_one(client, d) for d in items]
 

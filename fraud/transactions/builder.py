@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from accounts.models import User
+from cipherguard.bulk import new_instance
 from fraud.features import definitions as fx
 from fraud.models import Transaction
 from fraud.transactions.cards import CardVault
@@ -60,7 +61,8 @@ def transaction_from_body(
     pan = data.get("card_number") or ""
     if card_fingerprint is None:
         card_fingerprint = card_vault().fingerprint(pan) if pan else ""
-    return Transaction(
+    return new_instance(
+        Transaction,
         owner=owner,
         transaction_id=data["transaction_id"],
         customer_id=data["customer_id"],
