@@ -337,10 +337,13 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # 10,000 rows a chunk: each chunk reads its customers' and merchants' recent history once, so
 # larger chunks amortise that read (2,000-row chunks spent 40 % of their time there).
 BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 10_000, minimum=10, maximum=50_000)
+# A job's rows are dealt into this many lanes by customer, scored in parallel by as many worker
+# processes (a customer's rows stay in one lane, in order). 1 scores a job one chunk at a time.
+BATCH_LANES = env_int("BATCH_LANES", 2, minimum=1, maximum=64)
 BATCH_MAX_UPLOAD_BYTES = env_int("BATCH_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
 BATCH_MAX_JSON_ITEMS = env_int("BATCH_MAX_JSON_ITEMS", 10_000, minimum=1)
-# A job with no sign of life (a chunk committed, a dispatch) for this long, and whose row no
-# worker holds locked, is taken to have lost its worker or its message. With the 10-s resume,
+# A job with no sign of life (a chunk committed, a dispatch) for this long, and a lane whose
+# next chunk no worker holds locked, is taken to have lost its worker or its message. With the 10-s resume,
 # a job whose worker died resumes within 40 s of a worker being available.
 BATCH_STALL_SECONDS = env_int("BATCH_STALL_SECONDS", 30, minimum=1)
 MODEL_AUTO_PROMOTE_MARGIN = env_float("MODEL_AUTO_PROMOTE_MARGIN", -1.0)  # < 0: never promote automatically

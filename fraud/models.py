@@ -394,7 +394,12 @@ class BatchChunk(models.Model):
 
     job = models.ForeignKey(BatchJob, on_delete=models.CASCADE, related_name="chunks")
     index = models.PositiveIntegerField()
+    # The job's rows are dealt into lanes by customer, and lanes are scored in parallel: a lane's
+    # chunks in index order, each customer's rows in one lane (fraud.batches.services).
+    lane = models.PositiveSmallIntegerField(default=0)
     first_row = models.PositiveIntegerField()  # 1-based row number of rows[0] (the CSV header is row 0)
+    # The row number of each row when they are not first_row, first_row + 1, ... (several lanes).
+    row_numbers = models.JSONField(null=True, blank=True)
     rows = models.JSONField(null=True)
 
     class Meta:

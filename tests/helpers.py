@@ -150,3 +150,17 @@ def train_small_model(g: Generated, *, label_delay_days: int = 7, split: datetim
         x_validation=x[val],
         sklearn_validation_scores=model.predict_proba(x[val].astype(np.float32))[:, 1],
     )
+
+
+def run_batch_job(job_id: int) -> int:
+    """Process every chunk of a batch job the way workers do, one task per chunk, lane after
+    lane; returns the number of tasks."""
+    from fraud.batches.services import batch_process_next_chunk
+    from fraud.models import BatchChunk
+
+    tasks = 0
+    for lane in sorted(set(BatchChunk.objects.filter(job_id=job_id).values_list("lane", flat=True))):
+        tasks += 1
+        while batch_process_next_chunk(job_id=job_id, lane=lane):
+            tasks += 1
+    return tasks

@@ -1,14 +1,22 @@
 """Batch jobs: uploads split into chunks in the request, scored chunk by chunk by workers.
 
-Idempotent per chunk: a chunk's items, the job's counts and ``chunks_done`` commit together
-under a lock on the job row, so a redelivered or duplicated task either finds the chunk done
-or redoes one that never committed. Memory stays bounded by the chunk size."""
+The rows are dealt into lanes by customer (``BATCH_LANES``), and each lane is a chain of tasks
+scoring its chunks in order, the lanes in parallel. A customer's rows all travel in one lane, in
+the file's order, so the customer's features (velocity, amounts against habits) come out as
+they would one chunk at a time; merchants are shared across lanes and read whatever the other
+lanes have committed, as concurrent API requests do.
+
+Idempotent per chunk: a chunk's items, its emptying and the job's counts commit together, under
+a lock on the chunk row (taken first) and on the job row (taken last, briefly), so a redelivered
+or duplicated task either finds the chunk done or redoes one that never committed. Memory stays
+bounded by the chunk size times the lanes."""
 
 from __future__ import annotations
 
 import csv
 import io
 import logging
+import zlib
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from typing import IO, Any
@@ -49,11 +57,11 @@ class BatchTooLargeError(BatchInputError):
 PROCESS_TASK = "fraud.tasks.batch_job_process"
 
 
-def _enqueue(job_id: int, dispatch: int) -> None:
-    """Queue the job's next task. A broker that is down loses nothing: the job is stored, and
+def _enqueue(job_id: int, dispatch: int, lane: int = 0) -> None:
+    """Queue the lane's next task. A broker that is down loses nothing: the job is stored, and
     the resume (on worker start and every few seconds from beat) queues it once it is back."""
     try:
-        celery.task(PROCESS_TASK).delay(job_id, dispatch)
+        celery.task(PROCESS_TASK).delay(job_id, dispatch, lane)
     except (KombuError, OSError) as exc:  # kombu's OperationalError, or a socket error: not queued now
         logger.warning("batch job %s stored but not queued (%s); it will be resumed", job_id, type(exc).__name__)
 
@@ -87,26 +95,47 @@ def _safe_rows(rows: Iterable[Any]) -> Iterator[Any]:
         yield row
 
 
+def _lane(row: Any, lanes: int) -> int:
+    """The lane of a row: by its customer (a stable hash, the same in every process)."""
+    if lanes == 1:
+        return 0
+    customer = row.get("customer_id") if isinstance(row, dict) else None
+    return zlib.crc32(str(customer).encode("utf-8", "replace")) % lanes
+
+
 def _create(owner: User, source: str, filename: str, rows: Iterable[dict[str, Any]]) -> BatchJob:
-    size = settings.BATCH_CHUNK_SIZE
+    size, lanes = settings.BATCH_CHUNK_SIZE, settings.BATCH_LANES
     with transaction.atomic():
         job = BatchJob.objects.create(owner=owner, source=source, filename=filename[:255])
-        chunk: list[dict[str, Any]] = []
+        pending: list[list[tuple[int, Any]]] = [[] for _ in range(lanes)]
         total = index = 0
+        used: set[int] = set()
+
+        def flush(lane: int) -> None:
+            nonlocal index
+            used.add(lane)
+            numbers = [n for n, _ in pending[lane]]
+            contiguous = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+            BatchChunk.objects.create(
+                job=job, index=index, lane=lane, first_row=numbers[0],
+                row_numbers=None if contiguous else numbers, rows=[row for _, row in pending[lane]],
+            )  # fmt: skip
+            pending[lane], index = [], index + 1
+
         for row in _safe_rows(rows):
-            chunk.append(row)
             total += 1
-            if len(chunk) == size:
-                BatchChunk.objects.create(job=job, index=index, first_row=total - len(chunk) + 1, rows=chunk)
-                chunk, index = [], index + 1
-        if chunk:
-            BatchChunk.objects.create(job=job, index=index, first_row=total - len(chunk) + 1, rows=chunk)
-            index += 1
+            lane = _lane(row, lanes)
+            pending[lane].append((total, row))
+            if len(pending[lane]) == size:
+                flush(lane)
+        for lane in range(lanes):
+            if pending[lane]:
+                flush(lane)
         if total == 0:
             raise BatchInputError("file" if source == "csv" else "transactions", "The batch has no rows.")
         job.total, job.chunk_count = total, index
         job.save(update_fields=["total", "chunk_count"])
-        transaction.on_commit(lambda: _enqueue(job.pk, job.dispatch))
+        transaction.on_commit(lambda: [_enqueue(job.pk, job.dispatch, lane) for lane in sorted(used)])
     return job
 
 
@@ -170,15 +199,11 @@ def _validate(raw: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     return None, {k: [str(m) for m in v] for k, v in errors.items()}
 
 
-def batch_process_next_chunk(*, job_id: int, dispatch: int | None = None) -> bool:
-    """Process the job's next chunk; True when the caller's chain should queue the next task.
-
-    The job row is locked for the chunk (``FOR UPDATE``): two deliveries of the same task
-    queue up on it, and the second sees the chunk already done. A task of a chain the job no
-    longer runs on (``dispatch`` older than the job's; see ``batch_jobs_resume_stalled``) still
-    does its chunk, but asks for no successor."""
+def _start(job_id: int) -> bool:
+    """Mark a queued job running (with the model it starts on), or fail it without an active
+    model. False when the job has nothing left to do."""
     with transaction.atomic():
-        job = BatchJob.objects.select_for_update().select_related("owner").get(pk=job_id)
+        job = BatchJob.objects.select_for_update().get(pk=job_id)
         if job.status not in (BatchStatus.QUEUED, BatchStatus.RUNNING) or job.chunks_done >= job.chunk_count:
             return False
         if job.status == BatchStatus.QUEUED:
@@ -189,38 +214,71 @@ def batch_process_next_chunk(*, job_id: int, dispatch: int | None = None) -> boo
                 job.save(update_fields=["status", "error", "finished_at"])
                 return False
             job.status, job.started_at, job.model_version_id = BatchStatus.RUNNING, timezone.now(), model.id
-        chunk = BatchChunk.objects.get(job=job, index=job.chunks_done)
-        valid: list[tuple[int, dict[str, Any]]] = []
-        items: list[BatchItem] = []
-        for offset, raw in enumerate(chunk.rows or []):
-            row = chunk.first_row + offset
-            data, errors = _validate(raw)
-            if data is None:
-                items.append(BatchItem(job=job, row=row, status=400, errors=errors))
-            else:
-                valid.append((row, data))
-        outcomes = transactions_score_many(client=job.owner, items=[d for _, d in valid], path="job") if valid else []
-        for (row, _), outcome in zip(valid, outcomes, strict=True):
-            errors = {"transaction_id": [outcome.detail]} if outcome.status == 409 else None
-            items.append(
-                BatchItem(job=job, row=row, status=outcome.status, transaction=outcome.transaction, errors=errors)
-            )
+            job.heartbeat_at = job.started_at
+            job.save(update_fields=["status", "started_at", "model_version", "heartbeat_at"])
+    return True
+
+
+def _items(job: BatchJob, chunk: BatchChunk) -> list[BatchItem]:
+    """The chunk's rows validated and scored: one BatchItem per row."""
+    rows = chunk.rows or []
+    numbers = chunk.row_numbers or range(chunk.first_row, chunk.first_row + len(rows))
+    valid: list[tuple[int, dict[str, Any]]] = []
+    items: list[BatchItem] = []
+    for row, raw in zip(numbers, rows, strict=True):
+        data, errors = _validate(raw)
+        if data is None:
+            items.append(BatchItem(job=job, row=row, status=400, errors=errors))
+        else:
+            valid.append((row, data))
+    outcomes = transactions_score_many(client=job.owner, items=[d for _, d in valid], path="job") if valid else []
+    for (row, _), outcome in zip(valid, outcomes, strict=True):
+        errors = {"transaction_id": [outcome.detail]} if outcome.status == 409 else None
+        items.append(BatchItem(job=job, row=row, status=outcome.status, transaction=outcome.transaction, errors=errors))
+    return items
+
+
+def batch_process_next_chunk(*, job_id: int, dispatch: int | None = None, lane: int = 0) -> bool:
+    """Process the lane's next chunk; True when the caller's chain should queue the lane's next
+    task.
+
+    The chunk row is locked while it is scored (``FOR UPDATE``): two deliveries of the same task
+    queue up on it, and the second sees the chunk done and takes the lane's next one. The job
+    row is locked only at the end, to count the chunk in. A task of a chain the job no longer
+    runs on (``dispatch`` older than the job's; see ``batch_jobs_resume_stalled``) still does its
+    chunk, but asks for no successor."""
+    if not _start(job_id):
+        return False
+    with transaction.atomic():
+        chunk = (
+            BatchChunk.objects.select_for_update()
+            .filter(job_id=job_id, lane=lane, rows__isnull=False)
+            .order_by("index")
+            .first()
+        )
+        if chunk is None:
+            return False
+        job = BatchJob.objects.select_related("owner").get(pk=job_id)
+        if job.status != BatchStatus.RUNNING:
+            return False  # cancelled (or failed) while this task waited
+        items = _items(job, chunk)
         copy_insert(BatchItem, items)
         bad = sum(1 for i in items if i.status >= 400)
         scored = len(items) - bad
         transaction.on_commit(lambda: metrics.record_batch_rows(scored=scored, failed=bad))
+        chunk.rows = None  # processed: the results live in BatchItem now
+        chunk.save(update_fields=["rows"])
+        job = BatchJob.objects.select_for_update().get(pk=job_id)
         job.failed += bad
-        job.scored += len(items) - bad
+        job.scored += scored
         job.chunks_done += 1
         # Stamped when the chunk is done, not when it began: the chunk's own time is not a stall.
         job.heartbeat_at = timezone.now()
-        done = job.chunks_done == job.chunk_count
-        if done:
+        if job.chunks_done == job.chunk_count and job.status == BatchStatus.RUNNING:
             job.status, job.finished_at = BatchStatus.SUCCEEDED, job.heartbeat_at
-        job.save()
-        chunk.rows = None  # processed: the results live in BatchItem now
-        chunk.save(update_fields=["rows"])
-    return not done and (dispatch is None or dispatch == job.dispatch)
+        job.save(update_fields=["failed", "scored", "chunks_done", "heartbeat_at", "status", "finished_at"])
+        more = BatchChunk.objects.filter(job_id=job_id, lane=lane, rows__isnull=False).exists()
+    return more and job.status == BatchStatus.RUNNING and (dispatch is None or dispatch == job.dispatch)
 
 
 def batch_cancel(*, job: BatchJob) -> BatchJob:
@@ -232,13 +290,32 @@ def batch_cancel(*, job: BatchJob) -> BatchJob:
     return job
 
 
-def batch_jobs_resume_stalled(*, stalled_for: timedelta | None = None) -> list[int]:
-    """Start a new task chain for each queued or running job that showed no sign of life for
-    ``stalled_for`` (its worker was killed, or its message was lost or never sent).
+def _lanes_to_resume(job: BatchJob) -> list[int]:
+    """The job's lanes with chunks left, or none when every such lane is being worked on right
+    now (its next chunk is locked by a worker, however long that chunk takes). A killed worker's
+    transaction is rolled back and its lock released when its connection dies. (A lane that
+    died while another keeps the job's heartbeat fresh is resumed once the others are done.)"""
+    firsts: dict[int, int] = {}
+    for pk, lane in (
+        BatchChunk.objects.filter(job=job, rows__isnull=False).order_by("index").values_list("pk", "lane")
+    ):
+        firsts.setdefault(lane, pk)
+    if not firsts:
+        return []
+    free = set(
+        BatchChunk.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=firsts.values())
+        .values_list("pk", flat=True)
+    )
+    return sorted(firsts) if free else []
 
-    A job whose row is locked is being worked on right now, however long its chunk takes, so
-    it is skipped (``SKIP LOCKED``): a killed worker's transaction is rolled back and its lock
-    released when its connection dies, which is what makes the short default window safe."""
+
+def batch_jobs_resume_stalled(*, stalled_for: timedelta | None = None) -> list[int]:
+    """Start new task chains (one per lane with chunks left) for each queued or running job that
+    showed no sign of life for ``stalled_for`` (its worker was killed, or its message was lost or
+    never sent). The lanes still being worked on get a new chain too: their old chain stops
+    after its chunk (its ``dispatch`` is old) and the new one waits on the chunk's lock, so no
+    lane ever runs on two chains for long."""
     cutoff = timezone.now() - (stalled_for or timedelta(seconds=settings.BATCH_STALL_SECONDS))
     stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
     candidates = list(
@@ -253,10 +330,15 @@ def batch_jobs_resume_stalled(*, stalled_for: timedelta | None = None) -> list[i
             job = BatchJob.objects.select_for_update(skip_locked=True).filter(pk=job_id).filter(stale).first()
             if job is None or job.status not in (BatchStatus.QUEUED, BatchStatus.RUNNING):
                 continue
+            lanes = _lanes_to_resume(job)
+            if not lanes:
+                continue
             job.dispatch += 1
             job.heartbeat_at = timezone.now()  # one resume per window, not one per beat
             job.save(update_fields=["dispatch", "heartbeat_at"])
-            transaction.on_commit(lambda job=job: _enqueue(job.pk, job.dispatch))
+            transaction.on_commit(
+                lambda job=job, lanes=lanes: [_enqueue(job.pk, job.dispatch, lane) for lane in lanes]
+            )
         resumed.append(job_id)
     return resumed
 

@@ -16,12 +16,13 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name=PROCESS_TASK)
-def batch_job_process(job_id: int, dispatch: int | None = None) -> None:
-    """One chunk per task, then the next task: short tasks, bounded memory, and progress that
-    survives a killed worker. ``dispatch`` names the task chain (absent in messages queued
-    before chains were numbered, which carry the job on as they always did)."""
-    if services.batch_process_next_chunk(job_id=job_id, dispatch=dispatch):
-        batch_job_process.delay(job_id, dispatch)
+def batch_job_process(job_id: int, dispatch: int | None = None, lane: int = 0) -> None:
+    """One chunk of one lane per task, then the lane's next task: short tasks, bounded memory,
+    and progress that survives a killed worker. ``dispatch`` names the task chain (absent in
+    messages queued before chains were numbered, which carry the job on as they always did);
+    messages queued before lanes name none and are lane 0, the only lane such jobs have."""
+    if services.batch_process_next_chunk(job_id=job_id, dispatch=dispatch, lane=lane):
+        batch_job_process.delay(job_id, dispatch, lane)
 
 
 @shared_task(name="fraud.tasks.batch_jobs_resume_stalled")

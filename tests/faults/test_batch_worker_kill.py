@@ -70,10 +70,12 @@ def test_a_batch_job_whose_worker_is_killed_resumes_within_60_s_and_finishes_exa
         )
     if resume_s is None:
         kicked = True
-        subprocess.run(
-            [str(BIN / "celery"), "-A", "cipherguard", "call", "fraud.tasks.batch_job_process", "--args", f"[{job_id}]"],
-            cwd=ROOT, env=stack.env, capture_output=True, timeout=60, check=True,
-        )  # fmt: skip
+        for lane in range(int(stack.env.get("BATCH_LANES", "2"))):
+            subprocess.run(
+                [str(BIN / "celery"), "-A", "cipherguard", "call", "fraud.tasks.batch_job_process",
+                 "--args", f"[{job_id}, null, {lane}]"],
+                cwd=ROOT, env=stack.env, capture_output=True, timeout=60, check=True,
+            )  # fmt: skip
 
     deadline = now() + FINISH_WAIT_S
     while stack.job_row(job_id)["status"] in ("queued", "running") and now() < deadline:

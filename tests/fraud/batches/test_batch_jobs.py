@@ -11,8 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from fraud.batches.services import batch_jobs_resume_stalled, batch_process_next_chunk
-from fraud.models import BatchItem, BatchJob, BatchStatus, Transaction
+from fraud.models import BatchChunk, BatchItem, BatchJob, BatchStatus, Transaction
 from tests.fraud.scoring.test_scoring_api import URL, WHEN
+from tests.helpers import run_batch_job as run
 
 BATCHES = "/api/v1/batches/"
 HEADER = "transaction_id,customer_id,merchant_id,amount,currency,country,timestamp,channel"
@@ -26,17 +27,11 @@ def good_rows(n: int, prefix: str = "r") -> list[str]:
     return [f"{prefix}-{i},C{i % 13},M{i % 4},{10 + i}.50,EUR,FR,{WHEN},pos" for i in range(n)]
 
 
-def run(job_id: int) -> int:
-    """Process every chunk the way workers do, one task per chunk; returns the number of tasks."""
-    tasks = 1
-    while batch_process_next_chunk(job_id=job_id):
-        tasks += 1
-    return tasks
-
-
 @pytest.fixture
 def small_chunks(settings):
+    """Chunks of four rows, in one lane: one chunk after another, as the tests below count them."""
     settings.BATCH_CHUNK_SIZE = 4
+    settings.BATCH_LANES = 1
 
 
 def test_a_csv_upload_is_queued_then_scored_chunk_by_chunk(alice_api, alice, active_model, small_chunks):
@@ -181,7 +176,7 @@ def test_stalled_jobs_are_queued_again_on_a_new_chain(
     job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(10))}, format="multipart").json()["id"]
     batch_process_next_chunk(job_id=job_id)
     queued: list[tuple[int, int]] = []
-    monkeypatch.setattr("fraud.batches.services._enqueue", lambda job_id, dispatch: queued.append((job_id, dispatch)))
+    monkeypatch.setattr("fraud.batches.services._enqueue", lambda job_id, dispatch, lane: queued.append((job_id, dispatch)))
 
     def resume() -> list[int]:
         with django_capture_on_commit_callbacks(execute=True):  # the message leaves on commit
@@ -237,14 +232,17 @@ def test_a_job_without_an_active_model_fails_with_a_reason(alice_api, alice):
 
 
 def test_enqueueing_waits_for_the_commit(alice_api, active_model, django_capture_on_commit_callbacks, monkeypatch):
-    sent: list[int] = []
-    monkeypatch.setattr("fraud.batches.tasks.batch_job_process.delay", lambda job_id, dispatch: sent.append(job_id))
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        "fraud.batches.tasks.batch_job_process.delay", lambda job_id, dispatch, lane: sent.append((job_id, lane))
+    )
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(3))}, format="multipart").json()["id"]
         assert sent == []  # nothing is sent while the job's rows are uncommitted
     for callback in callbacks:
         callback()
-    assert sent == [job_id]
+    lanes = sorted(set(BatchChunk.objects.filter(job_id=job_id).values_list("lane", flat=True)))
+    assert sent == [(job_id, lane) for lane in lanes]  # one task chain per lane with rows
 
 
 def test_rows_the_database_cannot_store_are_refused_not_crashed_on(alice_api, active_model):
@@ -297,7 +295,7 @@ def test_an_upload_while_the_broker_is_down_is_stored_and_resumed_once_it_is_bac
     assert BatchJob.objects.get(pk=job_id).status == BatchStatus.QUEUED
 
     sent: list[tuple[int, int]] = []
-    monkeypatch.setattr(batch_job_process, "delay", lambda job_id, dispatch: sent.append((job_id, dispatch)))
+    monkeypatch.setattr(batch_job_process, "delay", lambda job_id, dispatch, lane: sent.append((job_id, dispatch)))
     BatchJob.objects.filter(pk=job_id).update(created_at=timezone.now() - timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):
         assert batch_jobs_resume_stalled() == [job_id]

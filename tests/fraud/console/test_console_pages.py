@@ -195,9 +195,9 @@ def test_the_dashboard_draws_charts_from_our_own_markup(console, carol):
 def test_an_analyst_uploads_a_batch_watches_it_and_downloads_the_results(console, alice, active_model, settings):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from fraud.batches.services import batch_process_next_chunk
     from fraud.models import BatchJob
     from tests.fraud.batches.test_batch_jobs import HEADER, good_rows
+    from tests.helpers import run_batch_job
 
     settings.BATCH_CHUNK_SIZE = 3
     upload = SimpleUploadedFile("mine.csv", ("\n".join([HEADER, *good_rows(5)]) + "\n").encode())
@@ -208,8 +208,7 @@ def test_an_analyst_uploads_a_batch_watches_it_and_downloads_the_results(console
 
     page = console.get(f"/console/batches/{job.pk}/").content.decode()
     assert 'http-equiv="refresh"' in page and 'value="0"' in page  # live progress while queued
-    while batch_process_next_chunk(job_id=job.pk):
-        pass
+    run_batch_job(job.pk)
     page = console.get(f"/console/batches/{job.pk}/").content.decode()
     assert 'http-equiv="refresh"' not in page and "Download results" in page and "100%" in page
     csv_text = b"".join(console.get(f"/console/batches/{job.pk}/results.csv").streaming_content).decode()
