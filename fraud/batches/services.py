@@ -296,9 +296,7 @@ def _lanes_to_resume(job: BatchJob) -> list[int]:
     transaction is rolled back and its lock released when its connection dies. (A lane that
     died while another keeps the job's heartbeat fresh is resumed once the others are done.)"""
     firsts: dict[int, int] = {}
-    for pk, lane in (
-        BatchChunk.objects.filter(job=job, rows__isnull=False).order_by("index").values_list("pk", "lane")
-    ):
+    for pk, lane in BatchChunk.objects.filter(job=job, rows__isnull=False).order_by("index").values_list("pk", "lane"):
         firsts.setdefault(lane, pk)
     if not firsts:
         return []
@@ -336,9 +334,7 @@ def batch_jobs_resume_stalled(*, stalled_for: timedelta | None = None) -> list[i
             job.dispatch += 1
             job.heartbeat_at = timezone.now()  # one resume per window, not one per beat
             job.save(update_fields=["dispatch", "heartbeat_at"])
-            transaction.on_commit(
-                lambda job=job, lanes=lanes: [_enqueue(job.pk, job.dispatch, lane) for lane in lanes]
-            )
+            transaction.on_commit(lambda job=job, lanes=lanes: [_enqueue(job.pk, job.dispatch, lane) for lane in lanes])
         resumed.append(job_id)
     return resumed
 

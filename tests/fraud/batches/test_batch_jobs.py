@@ -176,7 +176,9 @@ def test_stalled_jobs_are_queued_again_on_a_new_chain(
     job_id = alice_api.post(BATCHES, {"file": csv_file(good_rows(10))}, format="multipart").json()["id"]
     batch_process_next_chunk(job_id=job_id)
     queued: list[tuple[int, int]] = []
-    monkeypatch.setattr("fraud.batches.services._enqueue", lambda job_id, dispatch, lane: queued.append((job_id, dispatch)))
+    monkeypatch.setattr(
+        "fraud.batches.services._enqueue", lambda job_id, dispatch, lane: queued.append((job_id, dispatch))
+    )
 
     def resume() -> list[int]:
         with django_capture_on_commit_callbacks(execute=True):  # the message leaves on commit
