@@ -318,7 +318,7 @@ def _load_history_postgres(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, n
     datetimes and back took most of a 1,000-item batch call (1.3 s of 2.0 s)."""
     table = Transaction._meta.db_table
     sep = "chr(31)"
-    rows = list(
+    query = (
         queryset.order_by("timestamp", "id")
         .annotate(
             ts_us=_epoch_us("timestamp"),
@@ -340,6 +340,12 @@ def _load_history_postgres(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, n
             "id", "customer_key", "merchant_key", "country", "channel", "ts_us", "amount_f", "known_us", "card_key"
         )
     )
+    # Every column is already what the Frame takes: fetched in one go, without the queryset's
+    # per-row iteration (a sixth of the load's time).
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     if not rows:
         return frame_from_rows([])
     ids, customer, merchant, country, channel, ts, amount, known, card = zip(*rows, strict=True)
