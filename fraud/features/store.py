@@ -140,6 +140,26 @@ def _build_online_sql(vendor: str) -> dict[str, OnlineQuery]:
 ONLINE_QUERIES = {vendor: _build_online_sql(vendor) for vendor in _DISTINCT_COUNTRIES}
 
 
+def _cache_statement_conversions() -> None:
+    """psycopg rewrites a statement's placeholders for the server once per distinct statement and
+    caches the result, but only for statements up to 4 KB and 50 parameters: the feature
+    statement (15 KB with the store) was rewritten on every request, 4 % of a web worker's CPU
+    (py-spy, docs/performance.md). The limits are raised to what our statements need (psycopg
+    is pinned; a test checks the statement is served from the cache)."""
+    from psycopg import _queries
+
+    statements = list(ONLINE_QUERIES["postgresql"].values())
+    _queries.MAX_CACHED_STATEMENT_LENGTH = max(
+        _queries.MAX_CACHED_STATEMENT_LENGTH, *(len(q.sql.encode()) for q in statements)
+    )
+    _queries.MAX_CACHED_STATEMENT_PARAMS = max(
+        _queries.MAX_CACHED_STATEMENT_PARAMS, *(q.sql.count("%s") for q in statements)
+    )
+
+
+_cache_statement_conversions()
+
+
 def _online_params(tx: PendingTransaction, label_delay_days: int, names: list[str]) -> list[object]:
     t = tx.timestamp
     delay = _us(label_delay_days * fx.DAY)

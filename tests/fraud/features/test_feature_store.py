@@ -169,3 +169,23 @@ def test_concurrent_writers_to_the_same_buckets_stay_exact_and_never_deadlock(po
     merchant_day = FeatureBucket.objects.get(kind="m", key="M", span="d", start=t0.replace(hour=0))
     assert merchant_day.n == Transaction.objects.filter(timestamp__date=t0.date()).count()
     assert merchant_day.fraud_n == Transaction.objects.filter(label="fraud", timestamp__date=t0.date()).count() > 0
+
+
+def test_the_feature_statement_is_rewritten_for_the_server_once_not_per_read(postgres, alice, settings):
+    """psycopg caches a statement's placeholder rewrite only under a size limit, which the store's
+    statement is over until fraud.features.store raises it."""
+    from psycopg import _queries
+
+    from fraud.features.store import ONLINE_QUERIES, PendingTransaction, aggregates_online
+
+    settings.FRAUD_FEATURE_READ = "store"
+    assert len(ONLINE_QUERIES["postgresql"]["store"].sql.encode()) > 4096  # over psycopg's own limit
+    pending = PendingTransaction(
+        owner_id=alice.pk, customer_id="C1", merchant_id="M1", country="FR", channel="pos",
+        timestamp=START, amount=10.0,
+    )  # fmt: skip
+    aggregates_online(pending, label_delay_days=7)
+    before = _queries._query2pg.cache_info()
+    aggregates_online(pending, label_delay_days=7)
+    after = _queries._query2pg.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
