@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from django.db import connection, connections, models
 from django.db.models.base import ModelState
-from django.db.models.signals import post_init, pre_init
+from django.db.models.signals import post_init, post_save, pre_init, pre_save
 
 M = TypeVar("M", bound=models.Model)
 
@@ -42,12 +42,14 @@ _STORED_AS_IS: dict[str, tuple[type, ...]] = {
 
 
 @functools.cache
-def _row_maker(model: type[models.Model], alias: str) -> Callable[[models.Model], list[Any]]:
+def _row_maker(model: type[models.Model], alias: str, *, with_pk: bool = True) -> Callable[[models.Model], list[Any]]:
     """A function giving an object's row for COPY, as ``get_db_prep_save(pre_save(...))`` would,
     with the conversion skipped where the value already is what the column stores."""
     wrapper = connections[alias]
     steps: list[tuple[str, tuple[type, ...], Callable[[models.Model], Any]]] = []
     for f in model._meta.concrete_fields:
+        if f.primary_key and not with_pk:
+            continue
         as_is = _STORED_AS_IS.get(f.get_internal_type(), ())
         if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
             as_is = ()  # pre_save sets the value
@@ -107,6 +109,34 @@ def new_instance(model: type[M], **values: Any) -> M:
             attrs[field.attname] = None if value is None else value.pk
             state.fields_cache[field.name] = value
     return obj
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model], alias: str) -> str:
+    quote = connections[alias].ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    table, columns = quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields)
+    values, pk = ", ".join(["%s"] * len(fields)), quote(model._meta.pk.column)
+    # S608: quoted names of our own model; all values travel as parameters.
+    return f"INSERT INTO {table} ({columns}) VALUES ({values}) RETURNING {pk}"  # noqa: S608  # nosec B608
+
+
+def insert_one(obj: models.Model) -> None:
+    """``obj.save(force_insert=True)`` for the scoring path: one prepared INSERT, without
+    compiling the statement and preparing every value through the ORM per request (a third of
+    the insert's time). The model's save signals have no receivers (or ``save`` is used). A
+    unique-constraint violation raises Django's IntegrityError, as ``save`` would."""
+    model = type(obj)
+    if pre_save.has_listeners(model) or post_save.has_listeners(model):
+        obj.save(force_insert=True)
+        return
+    alias = connection.alias
+    row = _row_maker(model, alias, with_pk=False)(obj)
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(model, alias), row)
+        obj.pk = cursor.fetchone()[0]
+    obj._state.adding = False
+    obj._state.db = alias
 
 
 def copy_insert(model: type[M], objs: Sequence[M]) -> Sequence[M]:

@@ -9,7 +9,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from cipherguard.bulk import _row_maker, copy_insert, new_instance
+from cipherguard.bulk import _row_maker, copy_insert, insert_one, new_instance
 from fraud.models import Decision, Transaction
 from tests.factories import TransactionFactory
 
@@ -72,3 +72,16 @@ def test_copy_rows_are_the_fields_own_conversions(alice, db):
     row[created] = expected[created]
     assert [str(v) for v in row] == [str(v) for v in expected]
     assert [type(v) for v in row] == [type(v) for v in expected]
+
+
+def test_insert_one_stores_what_save_would(alice, db):
+    fast, slow = build(alice, 2, prefix="one")
+    insert_one(fast)
+    slow.save(force_insert=True)
+    assert fast.pk and not fast._state.adding and fast.pk != slow.pk
+    a, b = Transaction.objects.get(pk=fast.pk), Transaction.objects.get(pk=slow.pk)
+    differ = {f.attname for f in Transaction._meta.concrete_fields if getattr(a, f.attname) != getattr(b, f.attname)}
+    assert differ == {"id", "transaction_id", "amount", "reasons", "created_at"}  # what build() varies, and ids/times
+    assert (a.amount, a.reasons, a.decision) == (Decimal("1.25"), [{"code": "X", "n": 0}], "review")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_one(build(alice, 1, prefix="one")[0])  # one-0 again

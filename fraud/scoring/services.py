@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from cipherguard import metrics
-from cipherguard.bulk import copy_insert
+from cipherguard.bulk import copy_insert, insert_one
 from fraud.cases.services import case_needed, case_open_for, cases_open_for
 from fraud.features.store import PendingTransaction, customer_countries, features_for_new, read_online
 from fraud.models import Transaction
@@ -217,7 +217,7 @@ def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
     together = case_needed(tx.decision) or transaction.get_connection().in_atomic_block
     try:
         with transaction.atomic() if together else nullcontext():
-            tx.save(force_insert=True)
+            insert_one(tx)
             case_open_for(tx=tx)
     except IntegrityError:
         try:
