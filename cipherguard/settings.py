@@ -313,8 +313,8 @@ if RETRAIN_SCHEDULE not in {*_RETRAIN_CRON, "off"}:
 
 def _beat_schedule() -> dict[str, dict[str, object]]:
     schedule: dict[str, dict[str, object]] = {
-        # Every 10 s: re-queue batch jobs whose worker died (no sign of life for BATCH_STALL_SECONDS;
-        # a job being worked on holds its row lock and is never taken for stalled).
+        # Every 10 s: re-queue batch jobs with a lane whose worker died (no sign of life for
+        # BATCH_STALL_SECONDS; a chunk being worked on is locked and never taken for stalled).
         "resume-stalled-batch-jobs": {"task": "fraud.tasks.batch_jobs_resume_stalled", "schedule": 10.0},
         # Every day at 01:10: yesterday's score and feature drift against the training data.
         "daily-drift-report": {"task": "fraud.tasks.drift_report_daily", "schedule": crontab(hour=1, minute=10)},
@@ -342,9 +342,9 @@ BATCH_CHUNK_SIZE = env_int("BATCH_CHUNK_SIZE", 10_000, minimum=10, maximum=50_00
 BATCH_LANES = env_int("BATCH_LANES", 2, minimum=1, maximum=64)
 BATCH_MAX_UPLOAD_BYTES = env_int("BATCH_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1024)
 BATCH_MAX_JSON_ITEMS = env_int("BATCH_MAX_JSON_ITEMS", 10_000, minimum=1)
-# A job with no sign of life (a chunk committed, a dispatch) for this long, and a lane whose
-# next chunk no worker holds locked, is taken to have lost its worker or its message. With the 10-s resume,
-# a job whose worker died resumes within 40 s of a worker being available.
+# A lane of a batch job whose next chunk was queued this long ago (its previous chunk committed,
+# or a resume) and that no worker holds locked has lost its worker or its message. With the
+# 10-s resume, a job whose worker died resumes within 40 s of a worker being available.
 BATCH_STALL_SECONDS = env_int("BATCH_STALL_SECONDS", 30, minimum=1)
 MODEL_AUTO_PROMOTE_MARGIN = env_float("MODEL_AUTO_PROMOTE_MARGIN", -1.0)  # < 0: never promote automatically
 

@@ -400,6 +400,10 @@ class BatchChunk(models.Model):
     first_row = models.PositiveIntegerField()  # 1-based row number of rows[0] (the CSV header is row 0)
     # The row number of each row when they are not first_row, first_row + 1, ... (several lanes).
     row_numbers = models.JSONField(null=True, blank=True)
+    # When the task for this chunk was last queued (the lane's previous chunk committed, or a
+    # resume); unset: when the job was created. A lane whose next chunk waited too long, unlocked,
+    # has lost its task (fraud.batches.services.batch_jobs_resume_stalled).
+    queued_at = models.DateTimeField(null=True, blank=True)
     rows = models.JSONField(null=True)
 
     class Meta:

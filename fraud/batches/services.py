@@ -18,12 +18,11 @@ import io
 import logging
 import zlib
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError
 
@@ -268,6 +267,14 @@ def batch_process_next_chunk(*, job_id: int, dispatch: int | None = None, lane: 
         transaction.on_commit(lambda: metrics.record_batch_rows(scored=scored, failed=bad))
         chunk.rows = None  # processed: the results live in BatchItem now
         chunk.save(update_fields=["rows"])
+        following = (
+            BatchChunk.objects.filter(job_id=job_id, lane=lane, rows__isnull=False)
+            .order_by("index")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if following is not None:  # its task is queued on commit: the lane's sign of life
+            BatchChunk.objects.filter(pk=following).update(queued_at=timezone.now())
         job = BatchJob.objects.select_for_update().get(pk=job_id)
         job.failed += bad
         job.scored += scored
@@ -277,8 +284,9 @@ def batch_process_next_chunk(*, job_id: int, dispatch: int | None = None, lane: 
         if job.chunks_done == job.chunk_count and job.status == BatchStatus.RUNNING:
             job.status, job.finished_at = BatchStatus.SUCCEEDED, job.heartbeat_at
         job.save(update_fields=["failed", "scored", "chunks_done", "heartbeat_at", "status", "finished_at"])
-        more = BatchChunk.objects.filter(job_id=job_id, lane=lane, rows__isnull=False).exists()
-    return more and job.status == BatchStatus.RUNNING and (dispatch is None or dispatch == job.dispatch)
+    return (
+        following is not None and job.status == BatchStatus.RUNNING and (dispatch is None or dispatch == job.dispatch)
+    )
 
 
 def batch_cancel(*, job: BatchJob) -> BatchJob:
@@ -290,50 +298,54 @@ def batch_cancel(*, job: BatchJob) -> BatchJob:
     return job
 
 
-def _lanes_to_resume(job: BatchJob) -> list[int]:
-    """The job's lanes with chunks left, or none when every such lane is being worked on right
-    now (its next chunk is locked by a worker, however long that chunk takes). A killed worker's
-    transaction is rolled back and its lock released when its connection dies. (A lane that
-    died while another keeps the job's heartbeat fresh is resumed once the others are done.)"""
-    firsts: dict[int, int] = {}
-    for pk, lane in BatchChunk.objects.filter(job=job, rows__isnull=False).order_by("index").values_list("pk", "lane"):
-        firsts.setdefault(lane, pk)
-    if not firsts:
-        return []
+def _stalled_lanes(job: BatchJob, cutoff: datetime) -> dict[int, int]:
+    """The job's lanes with chunks left (lane → its next chunk), when at least one of them has
+    stalled: its next chunk is not locked by a worker (however long a chunk takes, it is locked
+    while scored) and was queued before ``cutoff``. Empty when every lane is alive. A killed
+    worker's transaction is rolled back and its locks released when its connection dies."""
+    nexts: dict[int, tuple[int, datetime]] = {}
+    for pk, lane, queued_at in (
+        BatchChunk.objects.filter(job=job, rows__isnull=False).order_by("index").values_list("pk", "lane", "queued_at")
+    ):
+        nexts.setdefault(lane, (pk, queued_at or job.created_at))
     free = set(
         BatchChunk.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=firsts.values())
+        .filter(pk__in=[pk for pk, _ in nexts.values()])
         .values_list("pk", flat=True)
     )
-    return sorted(firsts) if free else []
+    if any(pk in free and queued_at < cutoff for pk, queued_at in nexts.values()):
+        return {lane: pk for lane, (pk, _) in sorted(nexts.items())}
+    return {}
 
 
 def batch_jobs_resume_stalled(*, stalled_for: timedelta | None = None) -> list[int]:
-    """Start new task chains (one per lane with chunks left) for each queued or running job that
-    showed no sign of life for ``stalled_for`` (its worker was killed, or its message was lost or
-    never sent). The lanes still being worked on get a new chain too: their old chain stops
-    after its chunk (its ``dispatch`` is old) and the new one waits on the chunk's lock, so no
-    lane ever runs on two chains for long."""
-    cutoff = timezone.now() - (stalled_for or timedelta(seconds=settings.BATCH_STALL_SECONDS))
-    stale = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+    """Start new task chains for each queued or running job with a lane that showed no sign of
+    life for ``stalled_for`` (its worker was killed, or its message was lost or never sent): one
+    chain per lane with chunks left. The lanes still being worked on get a new chain too: their
+    old chain stops after its chunk (its ``dispatch`` is old) and the new one waits on the chunk's
+    lock, so no lane ever runs on two chains for long. Each lane is judged on its own, so a lane
+    that died is resumed while the others carry on."""
+    now = timezone.now()
+    cutoff = now - (stalled_for or timedelta(seconds=settings.BATCH_STALL_SECONDS))
     candidates = list(
         BatchJob.objects.filter(status__in=[BatchStatus.QUEUED, BatchStatus.RUNNING])
-        .filter(stale)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
     resumed: list[int] = []
     for job_id in candidates:
         with transaction.atomic():
-            job = BatchJob.objects.select_for_update(skip_locked=True).filter(pk=job_id).filter(stale).first()
+            job = BatchJob.objects.select_for_update(skip_locked=True).filter(pk=job_id).first()
             if job is None or job.status not in (BatchStatus.QUEUED, BatchStatus.RUNNING):
                 continue
-            lanes = _lanes_to_resume(job)
+            lanes = _stalled_lanes(job, cutoff)
             if not lanes:
                 continue
             job.dispatch += 1
-            job.heartbeat_at = timezone.now()  # one resume per window, not one per beat
+            job.heartbeat_at = now
             job.save(update_fields=["dispatch", "heartbeat_at"])
+            # Queued now: one resume per window, not one per beat.
+            BatchChunk.objects.filter(pk__in=lanes.values()).update(queued_at=now)
             transaction.on_commit(lambda job=job, lanes=lanes: [_enqueue(job.pk, job.dispatch, lane) for lane in lanes])
         resumed.append(job_id)
     return resumed

@@ -185,7 +185,7 @@ def test_stalled_jobs_are_queued_again_on_a_new_chain(
             return batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5))
 
     assert resume() == [] and queued == []
-    BatchJob.objects.filter(pk=job_id).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    BatchChunk.objects.filter(job_id=job_id).update(queued_at=timezone.now() - timedelta(minutes=10))
     assert resume() == [job_id] and queued == [(job_id, 1)]
     # The resume is a sign of life: the next beat does not queue the job again.
     assert resume() == [] and len(queued) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections import defaultdict
 from datetime import timedelta
 
@@ -115,7 +116,7 @@ def test_a_stalled_job_is_resumed_on_every_lane_with_chunks_left(
         pass
     queued: list[tuple[int, int, int]] = []
     monkeypatch.setattr("fraud.batches.services._enqueue", lambda *args: queued.append(args))
-    BatchJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    BatchJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     with django_capture_on_commit_callbacks(execute=True):
         assert batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5)) == [job.pk]
     assert queued == [(job.pk, 1, 0), (job.pk, 1, 2)]
@@ -124,3 +125,60 @@ def test_a_stalled_job_is_resumed_on_every_lane_with_chunks_left(
             pass
     job.refresh_from_db()
     assert (job.status, job.scored) == (BatchStatus.SUCCEEDED, 95)
+
+
+def test_a_dead_lane_is_resumed_while_another_lane_keeps_going(
+    alice, active_model, lanes, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A killed worker loses one lane's queued task while another worker carries the other lanes
+    on (the job's heartbeat stays fresh): the dead lane is judged on its own."""
+    from django.utils import timezone
+
+    from fraud.batches.services import batch_jobs_resume_stalled
+
+    job = batch_create_from_items(owner=alice, items=items(95))
+    BatchJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    queued: list[tuple[int, int, int]] = []
+    monkeypatch.setattr("fraud.batches.services._enqueue", lambda *args: queued.append(args))
+
+    def resume() -> list[int]:
+        with django_capture_on_commit_callbacks(execute=True):
+            return batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5))
+
+    for lane in (1, 2):  # lanes 1 and 2 make progress, their next chunks queued just now
+        batch_process_next_chunk(job_id=job.pk, lane=lane)
+    assert BatchJob.objects.get(pk=job.pk).heartbeat_at > timezone.now() - timedelta(seconds=30)
+    assert resume() == [job.pk]  # lane 0's first task never came
+    assert queued == [(job.pk, 1, 0), (job.pk, 1, 1), (job.pk, 1, 2)]
+    assert resume() == []  # every lane's next chunk was queued just now
+    run_batch_job(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.scored, job.chunks_done) == (BatchStatus.SUCCEEDED, 95, job.chunk_count)
+
+
+def test_a_lane_whose_chunk_is_being_scored_is_not_stalled(
+    postgres_tx, alice, active_model, lanes, monkeypatch, django_capture_on_commit_callbacks
+):
+    """However long a chunk takes, its lock says a worker has it."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from fraud.batches.services import batch_jobs_resume_stalled
+
+    job = batch_create_from_items(owner=alice, items=items(10))  # one chunk per lane
+    BatchJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    monkeypatch.setattr("fraud.batches.services._enqueue", lambda *args: None)
+    lanes_with_rows = sorted(set(BatchChunk.objects.filter(job=job).values_list("lane", flat=True)))
+
+    def hold_and_resume(i: int) -> list[int]:
+        if i == 0:  # a worker holding every lane's chunk
+            with transaction.atomic():
+                list(BatchChunk.objects.select_for_update().filter(job=job))
+                time.sleep(2)
+            return []
+        time.sleep(0.5)
+        return batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5))
+
+    assert len(lanes_with_rows) >= 2
+    assert at_once(hold_and_resume, 2) == [[], []]  # the holder's, and the resume's while held: none
+    assert batch_jobs_resume_stalled(stalled_for=timedelta(minutes=5)) == [job.pk]  # released: stalled
