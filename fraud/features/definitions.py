@@ -375,15 +375,12 @@ def _known_fraud_counts(
     return counts
 
 
-def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) -> dict[str, np.ndarray]:
-    """The aggregates of every target computed from ``history`` (which may contain the targets
-    themselves: only rows strictly before each target's time count)."""
-    delay = label_delay_days * DAY
+def customer_aggregates(history: Frame, targets: Frame) -> dict[str, np.ndarray]:
+    """The customer's and the card's aggregates of every target (``c_*``, ``cm_*``, ``cc_*``,
+    ``k_*``) from ``history``: only rows strictly before each target's time count."""
     customer = _codes(history.customer, targets.customer)
-    merchant = _codes(history.merchant, targets.merchant)
     cust_h, cust_t = customer
-    merch_h, merch_t = merchant
-    cm_h, cm_t = _pair_codes(customer, merchant)
+    cm_h, cm_t = _pair_codes(customer, _codes(history.merchant, targets.merchant))
     cc_h, cc_t = _pair_codes(customer, _codes(history.country, targets.country))
     t = targets.ts.astype(np.int64)
     out: dict[str, np.ndarray] = {}
@@ -409,7 +406,16 @@ def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) 
     for w, width in CARD_WINDOWS.items():
         # Rows without a card share the "" key; they must not count as one busy card.
         out[f"k_n_{w}"] = np.where(with_card, cards.count(card_t, t - width, t), 0.0)
+    return out
 
+
+def merchant_aggregates(history: Frame, targets: Frame, *, label_delay_days: int) -> dict[str, np.ndarray]:
+    """The merchant's aggregates of every target (``m_*``) from ``history``: volumes in the
+    windows before the target's time, and in the delayed windows with the fraud known by then."""
+    delay = label_delay_days * DAY
+    merch_h, merch_t = _codes(history.merchant, targets.merchant)
+    t = targets.ts.astype(np.int64)
+    out: dict[str, np.ndarray] = {}
     merchants = _Grouped(merch_h, history.ts)
     for w, width in MERCHANT_WINDOWS.items():
         out[f"m_n_{w}"] = merchants.count(merch_t, t - width, t)
@@ -417,6 +423,14 @@ def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) 
         out[f"m_dn_{w}"] = merchants.count(merch_t, t - delay - width, t - delay)
         out[f"m_fraud_{w}"] = _known_fraud_counts(history, merch_h, t, merch_t, delay, width)
     return out
+
+
+def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) -> dict[str, np.ndarray]:
+    """The aggregates of every target computed from ``history`` (which may contain the targets
+    themselves: only rows strictly before each target's time count)."""
+    return customer_aggregates(history, targets) | merchant_aggregates(
+        history, targets, label_delay_days=label_delay_days
+    )
 
 
 def features_offline(history: Frame, targets: Frame, *, label_delay_days: int) -> np.ndarray:

@@ -388,40 +388,88 @@ def history_needed(
     )
 
 
+def _new_frame(owner_id: int, items: list[PendingTransaction]) -> fx.Frame:
+    frame, _ = frame_from_rows(
+        (0, owner_id, i.customer_id, i.merchant_id, i.country, i.channel, i.timestamp, i.amount, "", None,
+         i.card_fingerprint)
+        for i in items
+    )  # fmt: skip
+    return frame
+
+
 def features_for_new(owner_id: int, items: list[PendingTransaction], *, label_delay_days: int) -> np.ndarray:
-    """Feature rows for many not-yet-stored transactions of one owner, vectorised: one query for
-    the history they need (``history_needed``), then ``definitions.features_offline`` over history
-    + the new rows themselves. A new row sees the stored history and the other new rows strictly
-    before its time — exactly what training sees (the offline path is tested equal to the online
-    one)."""
+    """Feature rows for many not-yet-stored transactions of one owner, vectorised: the stored
+    history they need, then the offline definitions over it and the new rows themselves. A new
+    row sees the stored history and the other new rows strictly before its time: exactly what
+    training sees (the offline path is tested equal to the online one).
+
+    The merchants' volumes come from the feature store (PostgreSQL, ``FRAUD_FEATURE_READ=store``:
+    ``_merchants_from_store``) instead of their raw rows, which were most of what a batch read;
+    otherwise one query loads every row the features need (``history_needed``)."""
     if not items:
         return np.zeros((0, len(fx.FEATURE_NAMES)), dtype=np.float32)
+    new = _new_frame(owner_id, items)
+    t_min, t_max = min(i.timestamp for i in items), max(i.timestamp for i in items)
+    if settings.FRAUD_FEATURE_READ == "store" and connection.vendor == "postgresql":
+        return _features_with_store(owner_id, items, new, t_min, t_max, label_delay_days)
     needed = history_needed(
         owner_id=owner_id,
         customers={i.customer_id for i in items},
         merchants={i.merchant_id for i in items},
         cards={i.card_fingerprint for i in items},
-        t_min=min(i.timestamp for i in items),
+        t_min=t_min,
         label_delay_days=label_delay_days,
     )
-    stored, _ = load_history(Transaction.objects.filter(needed, timestamp__lt=max(i.timestamp for i in items)))
-    new, _ = frame_from_rows(
-        (
-            0,
-            owner_id,
-            i.customer_id,
-            i.merchant_id,
-            i.country,
-            i.channel,
-            i.timestamp,
-            i.amount,
-            "",
-            None,
-            i.card_fingerprint,
-        )
-        for i in items
-    )
+    stored, _ = load_history(Transaction.objects.filter(needed, timestamp__lt=t_max))
     return fx.features_offline(fx.Frame.concat(stored, new), new, label_delay_days=label_delay_days)
+
+
+def _features_with_store(
+    owner_id: int, items: list[PendingTransaction], new: fx.Frame, t_min: datetime, t_max: datetime,
+    label_delay_days: int,
+) -> np.ndarray:  # fmt: skip
+    """``features_for_new`` with the merchants' volumes read from the store: the customers' and
+    cards' raw rows (their windows are short and their own), the merchants' fraud rows (few:
+    their labels' times matter), and per window the stored volume as the difference of two
+    ``buckets.merchant_volume_before`` values, plus the new rows' own (counted offline)."""
+    customers = Q(customer_id__in={i.customer_id for i in items}) & Q(
+        timestamp__gte=t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values()))
+    )
+    cards = Q(card_fingerprint__in={i.card_fingerprint for i in items if i.card_fingerprint}) & Q(
+        timestamp__gte=t_min - _us(max(fx.CARD_WINDOWS.values()))
+    )
+    own, _ = load_history(Transaction.objects.filter(customers | cards, owner_id=owner_id, timestamp__lt=t_max))
+    delay = label_delay_days * fx.DAY
+    fraud, _ = load_history(
+        Transaction.objects.filter(
+            owner_id=owner_id, merchant_id__in={i.merchant_id for i in items}, label=Label.FRAUD,
+            timestamp__gte=t_min - _us(delay + max(fx.MERCHANT_RISK_WINDOWS.values())), timestamp__lt=t_max,
+        )
+    )  # fmt: skip
+    aggregates = fx.customer_aggregates(fx.Frame.concat(own, new), new)
+    within = fx.merchant_aggregates(new, new, label_delay_days=label_delay_days)  # the new rows' own volumes
+    known = fx.merchant_aggregates(fraud, new, label_delay_days=label_delay_days)  # fraud known by each t
+    t = new.ts
+    offsets = {0, delay, *fx.MERCHANT_WINDOWS.values(), *(delay + w for w in fx.MERCHANT_RISK_WINDOWS.values())}
+    merchants = [i.merchant_id for i in items]
+    volume = dict(
+        zip(
+            sorted(offsets),
+            np.split(
+                buckets.merchant_volume_before(
+                    owner_id, merchants * len(offsets), np.concatenate([t - o for o in sorted(offsets)])
+                ),
+                len(offsets),
+            ),
+            strict=True,
+        )
+    )
+    for w, width in fx.MERCHANT_WINDOWS.items():
+        aggregates[f"m_n_{w}"] = volume[0] - volume[width] + within[f"m_n_{w}"]
+    for w, width in fx.MERCHANT_RISK_WINDOWS.items():
+        aggregates[f"m_dn_{w}"] = volume[delay] - volume[delay + width] + within[f"m_dn_{w}"]
+        aggregates[f"m_fraud_{w}"] = known[f"m_fraud_{w}"]
+    return fx.assemble(aggregates, amount=new.amount, ts_us=new.ts, channel=new.channel, has_card=new.card != "")
 
 
 def features_for_stored(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
@@ -189,3 +190,48 @@ def test_the_feature_statement_is_rewritten_for_the_server_once_not_per_read(pos
     aggregates_online(pending, label_delay_days=7)
     after = _queries._query2pg.cache_info()
     assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
+
+
+def test_batch_features_from_the_store_equal_those_from_raw_history(postgres, alice, bob, settings):
+    """``features_for_new`` reads merchants' volumes from the store on PostgreSQL: the same
+    features, to the bit, as from the raw rows, for new transactions at any time (between stored
+    ones, on midnight and on the hour, a microsecond either side, on a stored row's own time),
+    several of one merchant in one batch, with fraud labelled before and after their times."""
+    import random
+
+    from fraud.features import definitions as fx
+    from fraud.features.store import PendingTransaction, features_for_new
+
+    history_generate(owner=alice, days=45, customers=50, merchants=6, seed=5, start=START)
+    history_generate(owner=bob, days=45, customers=50, merchants=6, seed=6, start=START)  # same ids, other client
+    stored = list(Transaction.objects.filter(owner=alice).order_by("pk"))
+    labelled = [t for t in stored if t.label == "fraud" and t.label_time]
+    assert len(labelled) > 10 and any(t.label_time > t.timestamp + timedelta(days=8) for t in labelled)
+    rng = random.Random(7)
+    moments = [t.timestamp for t in rng.sample(stored, 40)] + [
+        datetime(2026, 4, 10, tzinfo=UTC),  # midnight
+        datetime(2026, 4, 10, 13, tzinfo=UTC),  # on the hour
+        datetime(2026, 4, 10, 13, tzinfo=UTC) - timedelta(microseconds=1),
+        datetime(2026, 4, 10, 13, tzinfo=UTC) + timedelta(microseconds=1),
+        datetime(2026, 4, 11, tzinfo=UTC) + timedelta(days=7),  # its delayed windows end on midnight
+        START + timedelta(days=44, hours=23, minutes=59),
+    ]
+    items = []
+    for i in range(300):
+        base = rng.choice(stored)
+        when = rng.choice(moments) + timedelta(minutes=rng.choice([0, 0, 3, 61]))
+        items.append(
+            PendingTransaction(
+                owner_id=alice.pk, customer_id=base.customer_id, merchant_id=base.merchant_id,
+                country=rng.choice(["FR", base.country]), channel=base.channel, timestamp=when,
+                amount=float(base.amount) + i % 7, card_fingerprint=base.card_fingerprint,
+            )
+        )  # fmt: skip
+    settings.FRAUD_FEATURE_READ = "history"
+    raw = features_for_new(alice.pk, items, label_delay_days=7)
+    settings.FRAUD_FEATURE_READ = "store"
+    store = features_for_new(alice.pk, items, label_delay_days=7)
+    np.testing.assert_array_equal(store, raw)
+    col = fx.FEATURE_INDEX
+    assert (raw[:, col["m_n_1d"]] > 0).sum() > 250 and (raw[:, col["m_fraud_n_30d"]] > 0).any()
+    assert len(np.unique(raw[:, col["m_n_30d"]])) > 20 and len(np.unique(raw[:, col["m_risk_7d"]])) > 5
