@@ -421,6 +421,9 @@ class BatchItem(models.Model):
     row = models.PositiveIntegerField()
     status = models.PositiveSmallIntegerField()
     transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # The row's transaction_id as uploaded (when it was text of a valid length), so that a refused
+    # row is reported under the id its sender knows it by.
+    submitted_id = models.CharField(max_length=64, blank=True, default="")
     errors = models.JSONField(null=True, blank=True)
 
     class Meta:

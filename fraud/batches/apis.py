@@ -138,7 +138,7 @@ class BatchDetailApi(APIView):
         data = job_data(job, request)
         # The first 100 row errors here; all of them in the results CSV.
         data["errors"] = [
-            {"row": item.row, "status": item.status, "errors": item.errors}
+            {"row": item.row, "transaction_id": item.submitted_id, "status": item.status, "errors": item.errors}
             for item in BatchItem.objects.filter(job=job, status__gte=400).order_by("row")[:100]
         ]
         return Response(data)

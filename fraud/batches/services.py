@@ -218,6 +218,11 @@ def _start(job_id: int) -> bool:
     return True
 
 
+def _submitted_id(raw: Any) -> str:
+    value = raw.get("transaction_id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and len(value) <= 64 else ""
+
+
 def _items(job: BatchJob, chunk: BatchChunk) -> list[BatchItem]:
     """The chunk's rows validated and scored: one BatchItem per row."""
     rows = chunk.rows or []
@@ -227,13 +232,18 @@ def _items(job: BatchJob, chunk: BatchChunk) -> list[BatchItem]:
     for row, raw in zip(numbers, rows, strict=True):
         data, errors = _validate(raw)
         if data is None:
-            items.append(BatchItem(job=job, row=row, status=400, errors=errors))
+            items.append(BatchItem(job=job, row=row, status=400, errors=errors, submitted_id=_submitted_id(raw)))
         else:
             valid.append((row, data))
     outcomes = transactions_score_many(client=job.owner, items=[d for _, d in valid], path="job") if valid else []
-    for (row, _), outcome in zip(valid, outcomes, strict=True):
+    for (row, data), outcome in zip(valid, outcomes, strict=True):
         errors = {"transaction_id": [outcome.detail]} if outcome.status == 409 else None
-        items.append(BatchItem(job=job, row=row, status=outcome.status, transaction=outcome.transaction, errors=errors))
+        items.append(
+            BatchItem(
+                job=job, row=row, status=outcome.status, transaction=outcome.transaction, errors=errors,
+                submitted_id=data["transaction_id"],
+            )
+        )  # fmt: skip
     return items
 
 
@@ -374,6 +384,7 @@ def batch_result_lines(job: BatchJob) -> Iterator[str]:
         .values_list(
             "row",
             "transaction__transaction_id",
+            "submitted_id",
             "status",
             "transaction__fraud_score",
             "transaction__decision",
@@ -382,12 +393,12 @@ def batch_result_lines(job: BatchJob) -> Iterator[str]:
         )
         .iterator(chunk_size=2000)
     )
-    for row, transaction_id, status, score, decision, version, errors in rows:
+    for row, transaction_id, submitted_id, status, score, decision, version, errors in rows:
         scored = status < 400
         yield line(
             (
                 row,
-                transaction_id or "",
+                transaction_id or submitted_id,
                 status,
                 score if scored and score is not None else "",
                 decision if scored and decision else "",

@@ -85,6 +85,11 @@ def test_a_csv_upload_is_queued_then_scored_chunk_by_chunk(alice_api, alice, act
     assert [int(r["row"]) for r in rows] == list(range(1, 14))
     assert rows[0]["transaction_id"] == "r-0" and 0 <= float(rows[0]["fraud_score"]) <= 1 and rows[0]["decision"]
     assert rows[9]["status"] == "400" and "amount" in rows[9]["errors"]
+    # Refused rows keep the id they were sent with, as a sender looks them up.
+    assert [(r["transaction_id"], r["status"]) for r in rows[9:]] == [
+        ("bad-1", "400"), ("bad-2", "400"), ("r-2", "409"), ("x", "400"),
+    ]  # fmt: skip
+    assert [e["transaction_id"] for e in status["errors"]] == ["bad-1", "bad-2", "r-2", "x"]
 
 
 def test_a_json_list_is_accepted_too(alice_api, active_model):
