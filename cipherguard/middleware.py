@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from cipherguard import context
+from cipherguard.api import PROBLEM_CONTENT_TYPE, problem
 from cipherguard.dbhealth import breaker, is_database_unavailable
 from cipherguard.views import database_unavailable
 
@@ -28,6 +29,40 @@ class RequestContextMiddleware:
             context.request_id.reset(tokens[0])
             context.origin_ip.reset(tokens[1])
         response["X-Request-ID"] = rid
+        return response
+
+
+# What an API client is told when the response it would get is not the problem document.
+_API_DETAIL = {
+    404: "Nothing here. The API's paths are listed in /api/v1/schema/.",
+    405: "This path does not take that method.",
+    500: "Something went wrong on our side. It has been logged.",
+}
+
+
+class ApiProblemMiddleware:
+    """API errors are ``application/problem+json`` in every mode. With ``DEBUG`` on (``make
+    run``), Django answers an unknown path with its technical page, which lists every route, and
+    an unhandled error with its debug page; an API client gets the problem document instead. Pages
+    for people (the console, the admin) keep Django's debug pages."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith("/api/")
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith(("application/problem+json", "application/json"))
+        ):
+            status = response.status_code
+            detail = _API_DETAIL.get(status, "The request could not be completed.")
+            replaced = JsonResponse(problem(status, detail), status=status, content_type=PROBLEM_CONTENT_TYPE)
+            for header in ("Retry-After", "Allow"):
+                if header in response:
+                    replaced[header] = response[header]
+            return replaced
         return response
 
 

@@ -115,6 +115,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "cipherguard.middleware.RequestContextMiddleware",
+    "cipherguard.middleware.ApiProblemMiddleware",
     "cipherguard.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -78,3 +78,30 @@ def test_writing_read_only_fields_changes_nothing(alice_api, alice, active_model
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"fraud_score", "decision", "owner", "model_version"}
     assert not Transaction.objects.filter(transaction_id="mass").exists()
+
+
+def test_api_errors_are_problem_documents_even_with_debug_on(alice_api, settings, monkeypatch):
+    """``make run`` serves with DEBUG on: Django's technical 404 (which lists every route) and its
+    debug 500 page must not reach an API client."""
+    from rest_framework.test import APIClient
+
+    settings.DEBUG = True
+    response = alice_api.get("/api/v1/nothing/")
+    assert response.status_code == 404 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == 404 and "urlpatterns" not in response.content.decode()
+    assert APIClient().get("/api/v2/anything").status_code == 404
+
+    response = alice_api.delete("/api/v1/auth/whoami/")
+    assert response.status_code == 405 and response["Content-Type"].startswith("application/")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    from accounts import apis
+
+    monkeypatch.setattr(apis.WhoAmIApi, "get", broken)
+    client = alice_api
+    client.raise_request_exception = False
+    response = client.get("/api/v1/auth/whoami/")
+    assert response.status_code == 500 and response["Content-Type"] == "application/problem+json"
+    assert "a bug" not in response.content.decode() and "Traceback" not in response.content.decode()
