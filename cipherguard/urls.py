@@ -10,6 +10,11 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from cipherguard import views
 
+# The admin says whose it is (its pages and the browser's tab), not Django's.
+admin.site.site_header = "CipherGuard administration"
+admin.site.site_title = "CipherGuard admin"
+admin.site.index_title = "Users, clients, thresholds, models and the audit trail"
+
 api_v1 = [
     path("", include("accounts.urls")),
     path("", include("fraud.urls")),
@@ -24,6 +29,7 @@ urlpatterns = [
     path("console/", include("fraud.console.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("favicon.ico", views.favicon),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),

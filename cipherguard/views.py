@@ -17,7 +17,8 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.signals import request_finished
 from django.db import connection, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -172,6 +173,11 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _error(request, 403, "You do not have permission to do this.")
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page says; it is the static SVG."""
+    return redirect(static("favicon.svg"))
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -95,3 +95,20 @@ def test_the_rule_form_shows_the_services_refusals_at_their_fields(client, dave)
     page = client.post("/admin/fraud/rule/add/", {**form, "priority": "5000"}).content.decode()
     assert "Use a whole number from -1000 to 1000." in page
     assert not Rule.objects.exists()
+
+
+def test_the_admin_is_branded_and_every_page_has_the_icon(client, dave, carol):
+    client.login(username=dave.username, password=PASSWORD)
+    page = client.get("/admin/").content.decode()
+    assert "CipherGuard administration" in page and "Django administration" not in page
+    assert "<title>Users, clients, thresholds, models and the audit trail | CipherGuard admin</title>" in page
+    assert 'rel="icon" href="/static/favicon.svg"' in page
+    client.logout()
+    client.login(username=carol.username, password=PASSWORD)
+    assert 'rel="icon" href="/static/favicon.svg"' in client.get("/console/").content.decode()
+    assert 'rel="icon" href="/static/favicon.svg"' in client.get("/console/nothing-here/").content.decode()
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"] == "/static/favicon.svg"
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("favicon.svg")  # served from static/, no CDN
