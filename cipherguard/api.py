@@ -78,10 +78,25 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         if isinstance(detail, dict):  # simplejwt wraps its message in {"detail": ..., "code": ...}
             code = str(detail.get("code", code or "")) or None
             detail = detail.get("detail", "")
-        body = problem(response.status_code, str(detail), code=code if isinstance(code, str) else None)
+        body = problem(
+            response.status_code, _what_to_do(exc, str(detail), code), code=code if isinstance(code, str) else None
+        )
     response.data = body
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
+
+
+def _what_to_do(exc: Exception, detail: str, code: Any) -> str:
+    """The library's message, and what the client should do about it."""
+    if isinstance(exc, exceptions.ParseError):
+        return f"The body is not valid JSON ({detail}). Send one JSON document with Content-Type: application/json."
+    if code == "token_not_valid":
+        return (
+            "The access token is not valid or has expired. Get a new one from POST /api/v1/auth/token/ "
+            "(or POST /api/v1/auth/token/refresh/ with your refresh token) and send it as "
+            "'Authorization: Bearer <token>'."
+        )
+    return detail
 
 
 def invalid_field(field: str, message: str) -> exceptions.ValidationError:

@@ -279,8 +279,16 @@ class TransactionInputSerializer(StrictSerializer):
         if isinstance(data, dict):
             codes = sorted(k for k in data if str(k).lower() in CARD_SECURITY_CODE_FIELDS)
             if codes:
-                # PCI DSS: a card security code is never stored, so never accepted either.
-                raise serializers.ValidationError({k: ["Card security codes are never accepted."] for k in codes})
+                # PCI DSS: a card security code is never stored, so never accepted either. The
+                # rest of the body is still checked, so that every error is reported at once.
+                errors: dict[str, Any] = {}
+                try:
+                    super().to_internal_value({k: v for k, v in data.items() if k not in codes})
+                except serializers.ValidationError as exc:
+                    if isinstance(exc.detail, dict):
+                        errors.update(exc.detail)
+                errors |= {k: ["Card security codes are never accepted."] for k in codes}
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -105,3 +105,19 @@ def test_api_errors_are_problem_documents_even_with_debug_on(alice_api, settings
     response = client.get("/api/v1/auth/whoami/")
     assert response.status_code == 500 and response["Content-Type"] == "application/problem+json"
     assert "a bug" not in response.content.decode() and "Traceback" not in response.content.decode()
+
+
+def test_malformed_json_and_a_bad_token_say_what_to_do(alice_api):
+    from rest_framework.test import APIClient
+
+    response = alice_api.post("/api/v1/transactions/", "{not json", content_type="application/json")
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+    assert (
+        "not valid JSON" in response.json()["detail"] and "Content-Type: application/json" in response.json()["detail"]
+    )
+
+    stranger = APIClient()
+    stranger.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+    response = stranger.get("/api/v1/auth/whoami/")
+    assert response.status_code == 401 and response.json()["code"] == "token_not_valid"
+    assert "POST /api/v1/auth/token/" in response.json()["detail"]

@@ -152,3 +152,10 @@ def test_after_posting_cards_no_table_log_or_cache_holds_a_full_pan(alice_api, a
         for key in redis.scan_iter("*"):
             value = redis.dump(key) or b""
             assert not any(pan.encode() in key or pan.encode() in value for pan in pans)
+
+
+def test_a_card_security_code_and_other_errors_are_reported_together(alice_api, active_model):
+    response = alice_api.post(URL, body(cvv="123", colour="red", amount="-5"), format="json")
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == {"cvv", "colour", "amount"} and "123" not in response.content.decode()
