@@ -526,7 +526,7 @@ _PG_DAY_TO_POINT = (
     f"(SELECT count(*) FROM {TX} r WHERE r.owner_id = %s AND r.merchant_id = q.m "
     "AND r.timestamp >= date_trunc('hour', q.x, 'UTC') AND r.timestamp < q.x) "
     "FROM (SELECT i, m, timestamptz 'epoch' + us * interval '1 microsecond' AS x "
-    "FROM unnest(%s::int[], %s::text[], %s::bigint[]) AS u(i, m, us)) AS q"
+    "FROM unnest(%s::text[], %s::bigint[]) WITH ORDINALITY AS u(m, us, i)) AS q"
 )
 
 
@@ -542,23 +542,22 @@ def merchant_volume_before(owner_id: int, merchants: list[str], points_us: np.nd
     where = {pair: i for i, pair in enumerate(unique)}
     u_merchant = [m for m, _ in unique]
     u_point = np.array([p for _, p in unique], dtype=np.int64)
-    base = int(u_point.min()) - int(u_point.min()) % fx.DAY
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    first = int(u_point.min())
     with connection.cursor() as cursor:
         cursor.execute(
             _PG_DAYS,
-            [owner_id, sorted(set(u_merchant)), epoch + timedelta(microseconds=base),
-             epoch + timedelta(microseconds=int(u_point.max()))],
+            [owner_id, sorted(set(u_merchant)), fx.from_epoch_us(first - first % fx.DAY),
+             fx.from_epoch_us(int(u_point.max()))],
         )  # fmt: skip
         days: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for key, group in itertools.groupby(cursor.fetchall(), key=lambda r: r[0]):  # ordered by key
             mine = list(group)
             days[key] = (np.array([r[1] for r in mine], dtype=np.int64),
                          np.concatenate(([0], np.cumsum([r[2] for r in mine]))))  # fmt: skip
-        cursor.execute(_PG_DAY_TO_POINT, [owner_id, owner_id, list(range(len(unique))), u_merchant, u_point.tolist()])
+        cursor.execute(_PG_DAY_TO_POINT, [owner_id, owner_id, u_merchant, u_point.tolist()])
         within_day = np.zeros(len(unique), dtype=np.float64)
-        for i, hours, raw in cursor.fetchall():
-            within_day[i] = float(hours) + float(raw)
+        for i, hours, raw in cursor.fetchall():  # i: the point's 1-based place in the arrays
+            within_day[i - 1] = float(hours) + float(raw)
     whole_days = np.zeros(len(unique), dtype=np.float64)
     day_of = u_point - u_point % fx.DAY
     for i, (merchant, day) in enumerate(zip(u_merchant, day_of.tolist(), strict=True)):

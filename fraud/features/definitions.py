@@ -375,12 +375,15 @@ def _known_fraud_counts(
     return counts
 
 
-def customer_aggregates(history: Frame, targets: Frame) -> dict[str, np.ndarray]:
+def customer_aggregates(
+    history: Frame, targets: Frame, *, merchant_codes: list[np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """The customer's and the card's aggregates of every target (``c_*``, ``cm_*``, ``cc_*``,
-    ``k_*``) from ``history``: only rows strictly before each target's time count."""
+    ``k_*``) from ``history``: only rows strictly before each target's time count.
+    ``merchant_codes``: ``_codes(history.merchant, targets.merchant)`` if the caller has them."""
     customer = _codes(history.customer, targets.customer)
     cust_h, cust_t = customer
-    cm_h, cm_t = _pair_codes(customer, _codes(history.merchant, targets.merchant))
+    cm_h, cm_t = _pair_codes(customer, merchant_codes or _codes(history.merchant, targets.merchant))
     cc_h, cc_t = _pair_codes(customer, _codes(history.country, targets.country))
     t = targets.ts.astype(np.int64)
     out: dict[str, np.ndarray] = {}
@@ -409,11 +412,13 @@ def customer_aggregates(history: Frame, targets: Frame) -> dict[str, np.ndarray]
     return out
 
 
-def merchant_aggregates(history: Frame, targets: Frame, *, label_delay_days: int) -> dict[str, np.ndarray]:
+def merchant_aggregates(
+    history: Frame, targets: Frame, *, label_delay_days: int, merchant_codes: list[np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
     """The merchant's aggregates of every target (``m_*``) from ``history``: volumes in the
     windows before the target's time, and in the delayed windows with the fraud known by then."""
     delay = label_delay_days * DAY
-    merch_h, merch_t = _codes(history.merchant, targets.merchant)
+    merch_h, merch_t = merchant_codes or _codes(history.merchant, targets.merchant)
     t = targets.ts.astype(np.int64)
     out: dict[str, np.ndarray] = {}
     merchants = _Grouped(merch_h, history.ts)
@@ -428,8 +433,9 @@ def merchant_aggregates(history: Frame, targets: Frame, *, label_delay_days: int
 def aggregate_offline(history: Frame, targets: Frame, *, label_delay_days: int) -> dict[str, np.ndarray]:
     """The aggregates of every target computed from ``history`` (which may contain the targets
     themselves: only rows strictly before each target's time count)."""
-    return customer_aggregates(history, targets) | merchant_aggregates(
-        history, targets, label_delay_days=label_delay_days
+    merchant = _codes(history.merchant, targets.merchant)  # both halves group by merchant
+    return customer_aggregates(history, targets, merchant_codes=merchant) | merchant_aggregates(
+        history, targets, label_delay_days=label_delay_days, merchant_codes=merchant
     )
 
 

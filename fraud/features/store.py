@@ -404,7 +404,7 @@ def features_for_new(owner_id: int, items: list[PendingTransaction], *, label_de
     training sees (the offline path is tested equal to the online one).
 
     The merchants' volumes come from the feature store (PostgreSQL, ``FRAUD_FEATURE_READ=store``:
-    ``_merchants_from_store``) instead of their raw rows, which were most of what a batch read;
+    ``_features_with_store``) instead of their raw rows, which were most of what a batch read;
     otherwise one query loads every row the features need (``history_needed``)."""
     if not items:
         return np.zeros((0, len(fx.FEATURE_NAMES)), dtype=np.float32)
@@ -432,13 +432,19 @@ def _features_with_store(
     cards' raw rows (their windows are short and their own), the merchants' fraud rows (few:
     their labels' times matter), and per window the stored volume as the difference of two
     ``buckets.merchant_volume_before`` values, plus the new rows' own (counted offline)."""
-    customers = Q(customer_id__in={i.customer_id for i in items}) & Q(
-        timestamp__gte=t_min - _us(max(fx.CUSTOMER_COUNT_WINDOWS.values()))
+    own, _ = load_history(
+        Transaction.objects.filter(
+            history_needed(
+                owner_id=owner_id,
+                customers={i.customer_id for i in items},
+                merchants=set(),  # their volumes come from the store; their fraud rows below
+                cards={i.card_fingerprint for i in items},
+                t_min=t_min,
+                label_delay_days=label_delay_days,
+            ),
+            timestamp__lt=t_max,
+        )
     )
-    cards = Q(card_fingerprint__in={i.card_fingerprint for i in items if i.card_fingerprint}) & Q(
-        timestamp__gte=t_min - _us(max(fx.CARD_WINDOWS.values()))
-    )
-    own, _ = load_history(Transaction.objects.filter(customers | cards, owner_id=owner_id, timestamp__lt=t_max))
     delay = label_delay_days * fx.DAY
     fraud, _ = load_history(
         Transaction.objects.filter(
@@ -449,21 +455,11 @@ def _features_with_store(
     aggregates = fx.customer_aggregates(fx.Frame.concat(own, new), new)
     within = fx.merchant_aggregates(new, new, label_delay_days=label_delay_days)  # the new rows' own volumes
     known = fx.merchant_aggregates(fraud, new, label_delay_days=label_delay_days)  # fraud known by each t
-    t = new.ts
-    offsets = {0, delay, *fx.MERCHANT_WINDOWS.values(), *(delay + w for w in fx.MERCHANT_RISK_WINDOWS.values())}
-    merchants = [i.merchant_id for i in items]
-    volume = dict(
-        zip(
-            sorted(offsets),
-            np.split(
-                buckets.merchant_volume_before(
-                    owner_id, merchants * len(offsets), np.concatenate([t - o for o in sorted(offsets)])
-                ),
-                len(offsets),
-            ),
-            strict=True,
-        )
+    offsets = sorted({0, delay, *fx.MERCHANT_WINDOWS.values(), *(delay + w for w in fx.MERCHANT_RISK_WINDOWS.values())})
+    before = buckets.merchant_volume_before(
+        owner_id, [i.merchant_id for i in items] * len(offsets), np.concatenate([new.ts - o for o in offsets])
     )
+    volume = dict(zip(offsets, np.split(before, len(offsets)), strict=True))
     for w, width in fx.MERCHANT_WINDOWS.items():
         aggregates[f"m_n_{w}"] = volume[0] - volume[width] + within[f"m_n_{w}"]
     for w, width in fx.MERCHANT_RISK_WINDOWS.items():

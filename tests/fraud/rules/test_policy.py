@@ -367,7 +367,7 @@ def test_a_list_load_failure_keeps_the_previous_policy(alice_api, alice, dave, a
     assert score(alice_api, transaction_id="2")["decided_by"] == "list"
 
 
-def test_a_list_import_too_large_to_finish_within_the_request_is_refusedat_once(alice_api, alice):
+def test_a_list_import_too_large_to_finish_within_the_request_is_refused_at_once(alice_api, alice):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     from fraud.rules.apis import LIST_IMPORT_MAX_BYTES
