@@ -187,7 +187,8 @@ def insert_new(model: type[M], objs: Sequence[M]) -> None:
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     columns = ", ".join(quote(f.column) for f in fields)
-    rows = ([f.get_db_prep_save(f.pre_save(obj, True), wrapper) for f in fields] for obj in objs)
+    make_row = _row_maker(model, connection.alias, with_pk=False)
+    rows = (make_row(obj) for obj in objs)
     # S608: table and column names are our own model's, quoted; all values travel as parameters.
     if connection.vendor == "postgresql":
         raw = wrapper.connection
