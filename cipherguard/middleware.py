@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from cipherguard import context
-from cipherguard.api import PROBLEM_CONTENT_TYPE, problem
 from cipherguard.dbhealth import breaker, is_database_unavailable
-from cipherguard.views import database_unavailable
+from cipherguard.views import api_problem, database_unavailable
 
 
 class RequestContextMiddleware:
@@ -32,14 +31,6 @@ class RequestContextMiddleware:
         return response
 
 
-# What an API client is told when the response it would get is not the problem document.
-_API_DETAIL = {
-    404: "Nothing here. The API's paths are listed in /api/v1/schema/.",
-    405: "This path does not take that method.",
-    500: "Something went wrong on our side. It has been logged.",
-}
-
-
 class ApiProblemMiddleware:
     """API errors are ``application/problem+json`` in every mode. With ``DEBUG`` on (``make
     run``), Django answers an unknown path with its technical page, which lists every route, and
@@ -56,9 +47,7 @@ class ApiProblemMiddleware:
             and response.status_code >= 400
             and not response.get("Content-Type", "").startswith(("application/problem+json", "application/json"))
         ):
-            status = response.status_code
-            detail = _API_DETAIL.get(status, "The request could not be completed.")
-            replaced = JsonResponse(problem(status, detail), status=status, content_type=PROBLEM_CONTENT_TYPE)
+            replaced = api_problem(response.status_code)
             for header in ("Retry-After", "Allow"):
                 if header in response:
                     replaced[header] = response[header]

@@ -159,20 +159,39 @@ def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
 
 
-def _error(request: HttpRequest, status: int, detail: str) -> HttpResponse:
+# What a client is told for the errors the project answers itself, as a page or a problem document.
+ERROR_DETAIL = {
+    400: "The request could not be understood.",
+    403: "You do not have permission to do this.",
+    404: "Nothing here.",
+    405: "This path does not take that method.",
+    413: "The request body is too large.",
+    500: "Something went wrong on our side. It has been logged.",
+}
+
+
+def api_problem(status: int, detail: str | None = None) -> JsonResponse:
+    """The problem document (``cipherguard.api.problem``) as a plain Django response, for errors
+    answered outside DRF."""
+    body = problem(status, detail or ERROR_DETAIL.get(status, "The request could not be completed."))
+    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _error(request: HttpRequest, status: int, detail: str | None = None) -> HttpResponse:
     if _wants_json(request):
-        return JsonResponse(problem(status, detail), status=status, content_type=PROBLEM_CONTENT_TYPE)
+        return api_problem(status, detail)
+    detail = detail or ERROR_DETAIL[status]
     return render(request, "error.html", {"status": status, "detail": detail}, status=status)
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if isinstance(exception, RequestDataTooBig):
-        return _error(request, 413, "The request body is too large.")
-    return _error(request, 400, "The request could not be understood.")
+        return _error(request, 413)
+    return _error(request, 400)
 
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 403, "You do not have permission to do this.")
+    return _error(request, 403)
 
 
 def favicon(request: HttpRequest) -> HttpResponse:
@@ -181,7 +200,7 @@ def favicon(request: HttpRequest) -> HttpResponse:
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return _error(request, 404, "Nothing here.")
+    return _error(request, 404)
 
 
 def database_unavailable(request: HttpRequest, exc: BaseException | None = None) -> HttpResponse:
@@ -202,4 +221,4 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if is_database_unavailable(exc):
         # Raised outside a view, where DatabaseUnavailableMiddleware does not see it.
         return database_unavailable(request, exc)  # type: ignore[arg-type]
-    return _error(request, 500, "Something went wrong on our side. It has been logged.")
+    return _error(request, 500)

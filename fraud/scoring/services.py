@@ -242,8 +242,8 @@ def transactions_score_many(*, client: User, items: list[dict[str, Any]], path: 
     """Score many validated transactions of one client in one pass, with the same results and
     idempotency as ``transaction_score``: one read of the history (``features_for_new``), one
     vectorised feature computation, one ONNX call, one bulk insert (and the cases, in the same
-    transaction). ``path`` labels the
-    metrics (``batch`` for the synchronous endpoint, ``job`` for batch jobs).
+    transaction). ``path`` labels the metrics (``batch`` for the synchronous endpoint, ``job``
+    for batch jobs).
 
     Items whose id is already stored (or repeated earlier in ``items``) are replays or conflicts
     and are not scored again. If a concurrent request stores one of the ids first, the bulk
