@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -255,6 +258,35 @@ class DecisionThresholds(models.Model):
     def __str__(self) -> str:
         return f"review ≥ {self.review_threshold}, decline ≥ {self.decline_threshold}"
 
+    @staticmethod
+    def problems(*, review: float, decline: float) -> dict[str, str]:
+        """What is wrong with a pair of thresholds, as a sentence per field (empty when the pair
+        meets ``thresholds_ordered_in_unit_interval``). The services and the forms say the same."""
+        problems = {}
+        for field, value in (("review_threshold", review), ("decline_threshold", decline)):
+            if not 0.0 <= value <= 1.0:  # NaN fails too
+                problems[field] = "Thresholds are probabilities: between 0 and 1."
+        if not problems and not review < decline:
+            problems["review_threshold"] = (
+                f"The review threshold must be lower than the decline threshold ({review:g} ≥ {decline:g})."
+            )
+        return problems
+
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        # Here rather than in clean(): a form passes the fields it refused ("Enter a number.") in
+        # ``exclude``, and their stored values must not be compared with the new ones. Django's
+        # own check of the constraint would only name it.
+        review, decline = self.review_threshold, self.decline_threshold
+        if (
+            review is not None
+            and decline is not None
+            and not set(exclude or ()) & {"review_threshold", "decline_threshold"}
+        ):
+            problems = self.problems(review=review, decline=decline)
+            if problems:
+                raise ValidationError(problems)
+        super().validate_constraints(exclude)
+
 
 class CaseStatus(models.TextChoices):
     OPEN = "open", "Open"
@@ -500,11 +532,17 @@ class ListEntry(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(kind__in=ListKind.values), name="listentry_kind_valid"),
             models.CheckConstraint(condition=Q(action__in=ListAction.values), name="listentry_action_valid"),
+            # What the admin's form says when it refused another field first (the rules services'
+            # list_entry_check says it at the field otherwise).
             models.CheckConstraint(
-                condition=Q(overriding=False) | Q(action=ListAction.ALLOW), name="listentry_only_allow_overrides"
+                condition=Q(overriding=False) | Q(action=ListAction.ALLOW),
+                name="listentry_only_allow_overrides",
+                violation_error_message="Only an allow entry can override block entries: untick overriding, or choose allow.",
             ),
             models.CheckConstraint(
-                condition=~Q(kind__in=OWNED_LIST_KINDS) | Q(owner__isnull=False), name="listentry_client_values_owned"
+                condition=~Q(kind__in=OWNED_LIST_KINDS) | Q(owner__isnull=False),
+                name="listentry_client_values_owned",
+                violation_error_message="A card, customer or merchant entry belongs to an API client: choose it as the owner.",
             ),
             models.UniqueConstraint(
                 fields=["owner", "kind", "value", "action"],

@@ -52,6 +52,8 @@ class ListEntryForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if self.errors:  # a field the form itself refused (a missing reason): said once, by the form
+            return data
         try:
             list_entry_check(
                 **{k: data.get(k) for k in ("kind", "value", "action", "reason", "owner", "expires_at")},

@@ -378,9 +378,12 @@ def rule_disable(*, actor: User, rule: Rule) -> Rule:
 
 def thresholds_check(*, review: float, decline: float) -> None:
     """What a pair of thresholds must meet (PolicyError otherwise), as the table's constraint
-    does: a backtest's candidate pair and the admin's form are checked here too."""
-    if not (0.0 <= review < decline <= 1.0):
-        raise PolicyError("decline_threshold", "The thresholds must satisfy 0 ≤ review < decline ≤ 1.")
+    does: a backtest's candidate pair is checked here too. The sentences are the model's, so the
+    admin's form (which the model validates) says the same."""
+    problems = DecisionThresholds.problems(review=review, decline=decline)
+    if problems:
+        field_name, message = next(iter(problems.items()))
+        raise PolicyError(field_name, message)
 
 
 def thresholds_update(*, review: float, decline: float, actor: User | None = None) -> DecisionThresholds:

@@ -112,3 +112,79 @@ def test_the_admin_is_branded_and_every_page_has_the_icon(client, dave, carol):
     from django.contrib.staticfiles import finders
 
     assert finders.find("favicon.svg")  # served from static/, no CDN
+
+
+def _field_errors(page: str, field: str) -> list[str]:
+    """The error sentences the admin shows under one field (an empty name: the form's own)."""
+    import re
+
+    list_id = f'id="id_{field}_error"' if field else 'class="errorlist nonfield"'
+    found = re.search(rf"<ul [^>]*{list_id}[^>]*>(.*?)</ul>", page, re.S)
+    return re.findall(r"<li>(.*?)</li>", found.group(1)) if found else []
+
+
+def test_the_thresholds_form_says_in_a_sentence_what_is_wrong_with_the_pair(client, dave):
+    row = thresholds_row()
+    client.login(username=dave.username, password=PASSWORD)
+    url = f"/admin/fraud/decisionthresholds/{row.pk}/change/"
+
+    page = client.post(url, {"review_threshold": "0.9", "decline_threshold": "0.8"}).content.decode()
+    assert _field_errors(page, "review_threshold") == [
+        "The review threshold must be lower than the decline threshold (0.9 ≥ 0.8)."
+    ]
+    assert "thresholds_ordered_in_unit_interval" not in page and "Constraint" not in page
+
+    page = client.post(url, {"review_threshold": "0.2", "decline_threshold": "1.5"}).content.decode()
+    assert _field_errors(page, "decline_threshold") == ["Thresholds are probabilities: between 0 and 1."]
+    assert _field_errors(page, "review_threshold") == []
+
+
+def test_a_threshold_the_form_cannot_read_is_not_compared_with_the_stored_one(client, dave):
+    row = thresholds_row()
+    client.login(username=dave.username, password=PASSWORD)
+    url = f"/admin/fraud/decisionthresholds/{row.pk}/change/"
+    # The stored review threshold is above 0.05: comparing it with the new decline would blame a
+    # value the admin did not type.
+    assert row.review_threshold > 0.05
+    page = client.post(url, {"review_threshold": "0,5", "decline_threshold": "0.05"}).content.decode()
+    assert _field_errors(page, "review_threshold") == ["Enter a number."]
+    assert "must be lower" not in page and "Constraint" not in page
+
+
+def test_a_good_pair_is_saved_through_the_service_and_audited(client, dave):
+    from audit.models import AuditEvent
+
+    row = thresholds_row()
+    before = (row.review_threshold, row.decline_threshold)
+    client.login(username=dave.username, password=PASSWORD)
+    response = client.post(
+        f"/admin/fraud/decisionthresholds/{row.pk}/change/", {"review_threshold": "0.35", "decline_threshold": "0.85"}
+    )
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(event_type="thresholds.changed")
+    assert (event.actor, event.object_id) == (dave, str(row.pk))
+    assert event.before == {"review": before[0], "decline": before[1]}
+    assert event.after == {"review": 0.35, "decline": 0.85}
+
+
+def test_the_list_form_says_a_constraint_as_a_sentence_and_each_refusal_once(client, dave):
+    from fraud.models import ListEntry
+
+    client.login(username=dave.username, password=PASSWORD)
+    page = client.post(
+        "/admin/fraud/listentry/add/", {"kind": "", "value": "x", "action": "block", "overriding": "on", "reason": "r"}
+    ).content.decode()
+    assert _field_errors(page, "") == [
+        "Only an allow entry can override block entries: untick overriding, or choose allow."
+    ]
+    assert _field_errors(page, "kind") == ["This field is required."]
+
+    page = client.post(
+        "/admin/fraud/listentry/add/", {"kind": "customer", "value": "C1", "action": "block", "reason": ""}
+    ).content.decode()
+    assert _field_errors(page, "") == [
+        "A card, customer or merchant entry belongs to an API client: choose it as the owner."
+    ]
+    assert _field_errors(page, "reason") == ["This field is required."]
+    assert "Constraint" not in page
+    assert not ListEntry.objects.exists()

@@ -71,7 +71,7 @@ def test_new_thresholds_against_the_current_ones(history, dave):
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({}, "rule"), ({"review": 0.5}, "decline_threshold"), ({"review": 0.9, "decline": 0.5}, "decline_threshold")],
+    [({}, "rule"), ({"review": 0.5}, "decline_threshold"), ({"review": 0.9, "decline": 0.5}, "review_threshold")],
 )
 def test_a_backtest_must_test_something_sensible(dave, kwargs, field):
     with pytest.raises(PolicyError) as caught:
