@@ -13,6 +13,7 @@ from django.http import Http404
 
 from accounts.models import Role, User
 from audit.selectors import audit_events_for_object
+from fraud.cases.habits import Unusual, unusual_payments
 from fraud.models import Case, CaseStatus, Label, Transaction
 
 
@@ -88,9 +89,21 @@ def case_queue(*, user: User, filters: QueueFilters, now: datetime) -> QuerySet[
     return qs.order_by(*QUEUE_SORTS.get(filters.sort, QUEUE_SORTS["-priority"]), "pk")
 
 
-def customer_timeline(*, tx: Transaction, limit: int = 20) -> list[Transaction]:
-    """The customer's most recent transactions up to this one (same API client)."""
-    return list(
+@dataclass(frozen=True)
+class CustomerHistory:
+    """The customer's recent payments up to the case's (newest first), each with what was unusual
+    about it for this customer (``fraud.cases.habits``), and the case's own payment's."""
+
+    timeline: list[tuple[Transaction, Unusual]]
+    current: Unusual
+
+
+def customer_history(*, tx: Transaction, limit: int = 20, context: int = 500) -> CustomerHistory:
+    """``limit`` payments for the timeline, judged against up to ``context`` payments before
+    them (same API client and customer): one index range read of ``tx_customer_cover``. A
+    customer with more history than that is judged on their last ``context`` payments: "new"
+    then means "not in their last 500 payments", which is what an analyst would check anyway."""
+    rows = list(
         Transaction.objects.filter(owner_id=tx.owner_id, customer_id=tx.customer_id, timestamp__lte=tx.timestamp)
         .order_by("-timestamp", "-id")
         .only(
@@ -105,8 +118,123 @@ def customer_timeline(*, tx: Transaction, limit: int = 20) -> list[Transaction]:
             "fraud_score",
             "decision",
             "label",
-        )[:limit]
+        )[: context + limit]
     )
+    rows.reverse()
+    signals = dict(zip((r.pk for r in rows), unusual_payments(rows), strict=True))
+    newest = rows[::-1][:limit]
+    return CustomerHistory(timeline=[(r, signals[r.pk]) for r in newest], current=signals.get(tx.pk, Unusual()))
+
+
+def cases_related_filter(*, tx: Transaction) -> Q:
+    """Cases whose transaction shares ``tx``'s API client and either its customer or its card
+    (fingerprint). Another client's customer "C1" is another person: the owner always applies."""
+    same = Q(transaction__customer_id=tx.customer_id)
+    if tx.card_fingerprint:
+        same |= Q(transaction__card_fingerprint=tx.card_fingerprint)
+    return Q(transaction__owner_id=tx.owner_id) & same
+
+
+def case_group_close_refusal(*, case: Case, user: User) -> str:
+    """Why ``user`` may not close ``case`` as part of a group close ("" when they may).
+
+    A group close takes the cases nobody has taken (as the single close does) and the user's own,
+    and no other: a fraud team splits work by assignment, and one analyst's verdict on a customer
+    must not silently overwrite a colleague's investigation in progress, nor skip the second look
+    an escalation asked for. Such cases are closed on their own page, one at a time, on purpose."""
+    if case.status == CaseStatus.CLOSED:
+        return f"case {case.pk} is already closed"
+    if case.status == CaseStatus.ESCALATED:
+        return f"case {case.pk} is escalated: close it on its own page"
+    if case.assignee_id not in (None, user.pk):
+        return f"case {case.pk} is assigned to {case.assignee.get_username()}"  # type: ignore[union-attr]
+    return ""
+
+
+@dataclass(frozen=True)
+class RelatedCase:
+    case: Case
+    same_customer: bool
+    same_card: bool
+    refusal: str = ""  # why the viewer may not close it with this case (``case_group_close_refusal``)
+
+    @property
+    def why(self) -> str:
+        return " and ".join(w for w, on in (("same customer", self.same_customer), ("same card", self.same_card)) if on)
+
+
+@dataclass(frozen=True)
+class RelatedCases:
+    active: list[RelatedCase]
+    closed: list[RelatedCase]
+    more_active: bool  # more active related cases than listed
+
+
+def cases_related(*, case: Case, user: User, active_limit: int = 50, closed_limit: int = 10) -> RelatedCases:
+    """The other cases of the same customer or card (``cases_related_filter``): the active ones
+    by priority, as the queue orders them, then the most recently closed; each active one says
+    whether ``user`` may close it with this case."""
+    tx = case.transaction
+    related = (
+        Case.objects.filter(cases_related_filter(tx=tx))
+        .exclude(pk=case.pk)
+        .select_related("transaction", "assignee")
+        .defer("transaction__reasons", "transaction__rule_matches", "transaction__card_ciphertext")
+    )
+    active = list(related.active().order_by("-priority", "opened_at", "pk")[: active_limit + 1])
+    closed = list(related.filter(status=CaseStatus.CLOSED).order_by("-closed_at", "-pk")[:closed_limit])
+
+    def wrap(c: Case) -> RelatedCase:
+        other = c.transaction
+        return RelatedCase(
+            case=c,
+            same_customer=other.customer_id == tx.customer_id,
+            same_card=bool(tx.card_fingerprint) and other.card_fingerprint == tx.card_fingerprint,
+            refusal=case_group_close_refusal(case=c, user=user) if c.status != CaseStatus.CLOSED else "",
+        )
+
+    return RelatedCases(
+        active=[wrap(c) for c in active[:active_limit]],
+        closed=[wrap(c) for c in closed],
+        more_active=len(active) > active_limit,
+    )
+
+
+def cases_related_active_counts(*, cases: list[Case]) -> dict[int, int]:
+    """For each case (with its transaction loaded), how many other active cases share its API
+    client and its customer or card: the queue's "+N related" marks, in one query per page."""
+    if not cases:
+        return {}
+    wanted = Q()
+    by_owner: dict[int, tuple[set[str], set[str]]] = {}
+    for c in cases:
+        customers, cards = by_owner.setdefault(c.transaction.owner_id, (set(), set()))
+        customers.add(c.transaction.customer_id)
+        if c.transaction.card_fingerprint:
+            cards.add(c.transaction.card_fingerprint)
+    for owner_id, (customers, cards) in by_owner.items():
+        same = Q(transaction__customer_id__in=customers)
+        if cards:
+            same |= Q(transaction__card_fingerprint__in=cards)
+        wanted |= Q(transaction__owner_id=owner_id) & same
+    by_customer: dict[tuple[int, str], set[int]] = {}
+    by_card: dict[tuple[int, str], set[int]] = {}
+    for pk, owner_id, customer_id, card in (
+        Case.objects.active()
+        .filter(wanted)
+        .values_list("pk", "transaction__owner_id", "transaction__customer_id", "transaction__card_fingerprint")
+    ):
+        by_customer.setdefault((owner_id, customer_id), set()).add(pk)
+        if card:
+            by_card.setdefault((owner_id, card), set()).add(pk)
+    counts = {}
+    for c in cases:
+        t = c.transaction
+        ids = by_customer.get((t.owner_id, t.customer_id), set())
+        if t.card_fingerprint:
+            ids = ids | by_card.get((t.owner_id, t.card_fingerprint), set())
+        counts[c.pk] = len(ids - {c.pk})
+    return counts
 
 
 def merchant_activity(*, tx: Transaction) -> list[dict[str, Any]]:
@@ -131,6 +259,10 @@ def merchant_activity(*, tx: Transaction) -> list[dict[str, Any]]:
     return out
 
 
+# The audit fields that repeat a case note's text (a close's note, an escalation's reason).
+NOTE_KEYS = ("note", "reason")
+
+
 def case_history(*, case: Case) -> list[dict[str, Any]]:
     """Who did what, when: the case's opening, then its audit events oldest first, each with the
     fields it changed (``from`` → ``to``) and anything else it recorded (a note, a reason)."""
@@ -145,13 +277,21 @@ def case_history(*, case: Case) -> list[dict[str, Any]]:
     ]
     for event in audit_events_for_object(object_type=Case._meta.label_lower, object_id=str(case.pk)):
         before, after = event.before or {}, event.after or {}
+        extra = {k: v for k, v in after.items() if k not in before and v not in ("", None, [])}
+        # A note's text is on the page once, in the case's notes (whole, where the audit event
+        # keeps its first 500 characters): the event only says it came with one.
+        with_note = [k for k in NOTE_KEYS if extra.pop(k, None)]
+        extra.pop("note_id", None)
+        if "closed_with" in extra:
+            extra["closed_with"] = ", ".join(f"#{pk}" for pk in extra["closed_with"])
         history.append(
             {
                 "when": event.occurred_at,
                 "who": event.actor_label,
                 "what": event.event_type,
                 "changes": [(k, before[k], after[k]) for k in after if k in before and before[k] != after[k]],
-                "extra": {k: v for k, v in after.items() if k not in before and v not in ("", None)},
+                "extra": extra,
+                "with_note": with_note[0] if with_note else "",
             }
         )
     return history

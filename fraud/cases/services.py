@@ -9,12 +9,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
 from audit.services import audit_record
 from cipherguard.bulk import copy_insert
-from fraud.cases.selectors import user_can_use_console
+from fraud.cases.selectors import case_group_close_refusal, cases_related_filter, user_can_use_console
 from fraud.models import Case, CaseNote, CaseOutcome, CaseStatus, Label, LabelSource, Transaction
 from fraud.transactions.services import transaction_label
 
@@ -163,6 +164,30 @@ def case_escalate(*, case: Case, actor: User, reason: str = "") -> Case:
     return case
 
 
+def _close_locked(case: Case, *, actor: User, outcome: str, note: str, extra: dict[str, object] | None = None) -> None:
+    """The close itself, on a case already locked and checked active by the caller: status,
+    outcome, the closer as assignee of an unassigned case, the note, the audit event, the label."""
+    before = _state(case)
+    case.status = CaseStatus.CLOSED
+    case.outcome = outcome
+    case.closed_at = timezone.now()
+    if case.assignee_id is None:
+        case.assignee = actor
+    case.save(update_fields=["status", "outcome", "closed_at", "assignee"])
+    if note.strip():
+        CaseNote.objects.create(case=case, author=actor, body=note.strip()[:5000])
+    audit_record(
+        event_type="case.closed",
+        actor=actor,
+        obj=case,
+        before=before,
+        after={**_state(case), "note": note.strip()[:500], **(extra or {})},
+    )
+    label = OUTCOME_LABEL.get(CaseOutcome(outcome))
+    if label:
+        transaction_label(transaction_obj=case.transaction, label=label, source=LabelSource.ANALYST, actor=actor)
+
+
 def case_close(*, case: Case, actor: User, outcome: str, note: str = "") -> Case:
     """Close with an outcome. A confirmed fraud or a legitimate verdict labels the transaction,
     which is how analysts' decisions become training data."""
@@ -171,26 +196,58 @@ def case_close(*, case: Case, actor: User, outcome: str, note: str = "") -> Case
     with transaction.atomic():
         case = _locked(case)
         _require_active(case)
-        before = _state(case)
-        case.status = CaseStatus.CLOSED
-        case.outcome = outcome
-        case.closed_at = timezone.now()
-        if case.assignee_id is None:
-            case.assignee = actor
-        case.save(update_fields=["status", "outcome", "closed_at", "assignee"])
-        if note.strip():
-            CaseNote.objects.create(case=case, author=actor, body=note.strip()[:5000])
-        audit_record(
-            event_type="case.closed",
-            actor=actor,
-            obj=case,
-            before=before,
-            after={**_state(case), "note": note.strip()[:500]},
-        )
-        label = OUTCOME_LABEL.get(CaseOutcome(outcome))
-        if label:
-            transaction_label(transaction_obj=case.transaction, label=label, source=LabelSource.ANALYST, actor=actor)
+        _close_locked(case, actor=actor, outcome=outcome, note=note)
     return case
+
+
+CASE_GROUP_MAX = 50
+
+
+def case_close_group(
+    *, case: Case, related_ids: Iterable[int], actor: User, outcome: str, note: str = ""
+) -> list[Case]:
+    """Close ``case`` and the chosen cases related to it (same API client, and the same customer
+    or card: ``cases_related_filter``) with one outcome and note, all or nothing. Each case is
+    closed as ``case_close`` closes one: its own label, note and ``case.closed`` audit event
+    (which also names the cases closed with it).
+
+    Who may close what: ``case_group_close_refusal``. A case the analyst may not close refuses
+    the whole group rather than closing the rest, which keeps "one verdict for these cases" true:
+    the analyst sees the page again as it now is and chooses again.
+
+    Two analysts closing overlapping groups: every case of the group is locked (``FOR UPDATE``,
+    in primary-key order, so two groups never wait on each other crosswise) before any check,
+    so the second one waits for the first to commit, then finds those cases closed and refuses
+    instead of closing them twice."""
+    if outcome not in CaseOutcome.values:
+        raise CaseActionError(f"unknown outcome {outcome!r}")
+    _require_analyst(actor)
+    others = sorted({int(pk) for pk in related_ids} - {case.pk})
+    if len(others) > CASE_GROUP_MAX:
+        raise CaseActionError(f"at most {CASE_GROUP_MAX} related cases can be closed at once")
+    tx = case.transaction
+    with transaction.atomic():
+        # of=("self",): as in _locked, the nullable assignee join cannot be locked.
+        locked = list(
+            Case.objects.select_for_update(of=("self",))
+            .select_related("assignee", "transaction")
+            .filter(Q(pk=case.pk) | (Q(pk__in=others) & cases_related_filter(tx=tx)))
+            .order_by("pk")
+        )
+        found = {c.pk for c in locked}
+        problems = [f"case {pk} is not related to case {case.pk}" for pk in others if pk not in found]
+        problems += [refusal for c in locked if (refusal := case_group_close_refusal(case=c, user=actor))]
+        if problems:
+            raise CaseActionError("Nothing was closed: " + "; ".join(problems) + ".")
+        for c in locked:
+            _close_locked(
+                c,
+                actor=actor,
+                outcome=outcome,
+                note=note,
+                extra={"closed_with": [o.pk for o in locked if o.pk != c.pk]},
+            )
+    return locked
 
 
 def cases_bulk_assign(*, case_ids: Iterable[int], assignee: User, actor: User) -> int:

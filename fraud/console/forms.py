@@ -6,6 +6,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from accounts.models import Role, User
 from accounts.services import auth_attempt_record
 from fraud.cases.selectors import QUEUE_SORTS, QueueFilters, console_analysts, user_can_use_console
+from fraud.cases.services import CASE_GROUP_MAX
 from fraud.models import CaseOutcome, CaseStatus
 
 SORT_CHOICES = [
@@ -78,6 +79,26 @@ class EscalateForm(forms.Form):
 class CloseForm(forms.Form):
     outcome = forms.ChoiceField(choices=CaseOutcome.choices, widget=forms.RadioSelect)
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=5000, required=False)
+
+
+class GroupCloseForm(CloseForm):
+    """The case's close form with the related cases ticked to close with it (``related``, ids)."""
+
+    def __init__(self, *args: object, **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        raw = self.data.getlist("related") if hasattr(self.data, "getlist") else []
+        self.bad_ids = [v for v in raw if not (v.isascii() and v.isdigit() and len(v) < 19)]
+        self.related_ids = [int(v) for v in raw if v not in self.bad_ids]
+
+    def clean(self) -> dict[str, object]:
+        data = super().clean() or {}
+        if self.bad_ids:
+            raise forms.ValidationError("Related cases are chosen by their number.")
+        if not self.related_ids:
+            raise forms.ValidationError("Tick at least one related case to close with this one.")
+        if len(self.related_ids) > CASE_GROUP_MAX:
+            raise forms.ValidationError(f"At most {CASE_GROUP_MAX} related cases can be closed at once.")
+        return data
 
 
 class BulkForm(forms.Form):

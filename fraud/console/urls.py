@@ -24,4 +24,5 @@ urlpatterns = [
     path("cases/<int:case_id>/note/", views.case_note_view, name="case-note"),
     path("cases/<int:case_id>/escalate/", views.case_escalate_view, name="case-escalate"),
     path("cases/<int:case_id>/close/", views.case_close_view, name="case-close"),
+    path("cases/<int:case_id>/close-group/", views.case_close_group_view, name="case-close-group"),
 ]

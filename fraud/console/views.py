@@ -12,9 +12,11 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -27,10 +29,13 @@ from fraud.batches.services import BatchInputError, batch_create_from_csv, batch
 from fraud.cases.selectors import (
     QueueFilters,
     case_get_for_user,
+    case_group_close_refusal,
     case_history,
     case_queue,
+    cases_related,
+    cases_related_active_counts,
     console_analysts,
-    customer_timeline,
+    customer_history,
     merchant_activity,
     user_can_use_console,
 )
@@ -39,6 +44,7 @@ from fraud.cases.services import (
     case_add_note,
     case_assign,
     case_close,
+    case_close_group,
     case_escalate,
     case_take_next,
     cases_bulk_assign,
@@ -52,6 +58,7 @@ from fraud.console.forms import (
     CloseForm,
     ConsoleLoginForm,
     EscalateForm,
+    GroupCloseForm,
     NoteForm,
     QueueFilterForm,
 )
@@ -126,6 +133,9 @@ def queue(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     cases = case_queue(user=request.user, filters=filters, now=now)
     page = Paginator(cases, 25).get_page(request.GET.get("page"))
+    related = cases_related_active_counts(cases=list(page.object_list))
+    for case in page.object_list:
+        case.related_active = related.get(case.pk, 0)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -159,6 +169,8 @@ def take_next(request: HttpRequest) -> HttpResponse:
 def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     case = case_get_for_user(user=request.user, case_id=case_id)
     tx = case.transaction
+    related = cases_related(case=case, user=request.user)
+    habits = customer_history(tx=tx)
     return render(
         request,
         "console/case.html",
@@ -166,7 +178,11 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "case": case,
             "tx": tx,
             "now": timezone.now(),
-            "timeline": customer_timeline(tx=tx),
+            "related": related,
+            "group_closable": [r for r in related.active if not r.refusal],
+            "group_refusal": case_group_close_refusal(case=case, user=request.user),
+            "timeline": habits.timeline,
+            "unusual": habits.current,
             "merchant": merchant_activity(tx=tx),
             "history": case_history(case=case),
             "notes": case.notes.select_related("author"),
@@ -174,8 +190,15 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
             "note_form": NoteForm(),
             "escalate_form": EscalateForm(),
             "close_form": CloseForm(),
+            "group_form": GroupCloseForm(auto_id="group_%s"),
         },
     )
+
+
+def _form_errors(request: HttpRequest, form: forms.Form) -> None:
+    for field, errors in form.errors.items():
+        prefix = "" if field == NON_FIELD_ERRORS else f"{field}: "
+        messages.error(request, f"{prefix}{' '.join(errors)}")
 
 
 def _act(
@@ -184,8 +207,7 @@ def _act(
     case = case_get_for_user(user=request.user, case_id=case_id)
     form = form_class(request.POST)
     if not form.is_valid():
-        for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(errors)}")
+        _form_errors(request, form)
         return redirect("console:case", case_id=case.pk)
     try:
         action(case, form.cleaned_data)
@@ -242,6 +264,34 @@ def case_close_view(request: HttpRequest, case_id: int) -> HttpResponse:
         lambda c, d: case_close(case=c, actor=request.user, outcome=d["outcome"], note=d["note"]),
         "Closed. The outcome labels the transaction for retraining.",
     )
+
+
+@require_POST
+@analyst_required
+def case_close_group_view(request: HttpRequest, case_id: int) -> HttpResponse:
+    case = case_get_for_user(user=request.user, case_id=case_id)
+    form = GroupCloseForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("console:case", case_id=case.pk)
+    try:
+        closed = case_close_group(
+            case=case,
+            related_ids=form.related_ids,
+            actor=request.user,
+            outcome=form.cleaned_data["outcome"],
+            note=form.cleaned_data["note"],
+        )
+    except CaseActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        others = [f"#{c.pk}" for c in closed if c.pk != case.pk]
+        messages.success(
+            request,
+            f"Closed case #{case.pk} and {len(others)} related case{pluralize(len(others))} ({', '.join(others)}). "
+            "The outcome labels their transactions for retraining.",
+        )
+    return redirect("console:case", case_id=case.pk)
 
 
 @require_POST

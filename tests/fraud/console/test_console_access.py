@@ -20,6 +20,7 @@ EXPECTED = {
     ("POST", "/console/cases/{case}/note/"): ("login", 403, "ok-redirect", "ok-redirect"),
     ("POST", "/console/cases/{case}/escalate/"): ("login", 403, "ok-redirect", "ok-redirect"),
     ("POST", "/console/cases/{case}/close/"): ("login", 403, "ok-redirect", "ok-redirect"),
+    ("POST", "/console/cases/{case}/close-group/"): ("login", 403, "ok-redirect", "ok-redirect"),
     ("GET", "/console/batches/"): ("login", 403, 200, 200),
     ("POST", "/console/batches/"): ("login", 403, 200, 200),  # no file: the form comes back with its error
     ("GET", "/console/batches/{batch}/"): ("login", 403, 200, 200),
