@@ -70,6 +70,7 @@ from fraud.models import (
     BatchJob,
     BatchStatus,
     CaseStatus,
+    Decision,
     DriftReport,
     Rule,
     RuleStatus,
@@ -321,33 +322,56 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     stats = dashboard_stats(now=timezone.now())
     short_days = [d[5:] for d in stats["days"]]
     decisions = stats["decisions"]
-    decision_labels = [k for k in ("approve", "review", "decline") if k in decisions]
-    rate = stats["confirmed_rate"]
+    # All three, a zero included: a missing bar reads as "not measured", not as "none".
+    decision_labels = list(Decision.values)
+    decision_counts = [decisions.get(k, 0) for k in decision_labels]
+    rate = stats["fraud_rate"]
     return render(
         request,
         "console/dashboard.html",
         {
             "stats": stats,
-            "volume_chart": charts.bar_chart("Transactions per day", short_days, stats["volume"], label_every=5),
+            "volume_chart": charts.bar_chart(
+                "Transactions per day, last 30 days",
+                short_days,
+                stats["volume"],
+                label_every=5,
+                x_title="Day (UTC, month-day)",
+                y_title="Transactions",
+            ),
             "decision_chart": charts.bar_chart(
                 "Decisions, last 30 days (log scale)",
                 decision_labels,
-                [decisions[k] for k in decision_labels],
+                decision_counts,
                 log=True,
+                x_title="Decision",
+                y_title="Transactions (log scale)",
             )
-            if decision_labels
+            if any(decision_counts)
             else "",
+            "unscored": decisions.get("unscored", 0),
             "score_chart": charts.bar_chart(
                 "Score distribution, last 30 days (log scale)",
                 [f"{i / 10:.1f}" for i in range(10)],
                 stats["score_bins"],
                 log=True,
+                x_title="Fraud score (bin start)",
+                y_title="Transactions (log scale)",
             ),
-            # No chart of nothing: the template says no case was closed instead.
-            "rate_chart": charts.line_chart("Confirmed-fraud share of closed cases", short_days, rate)
-            if any(r is not None for r in rate)
+            "rate_chart": charts.line_chart(
+                "Confirmed-fraud rate by transaction day: transactions labelled fraud, % of the day's transactions",
+                short_days,
+                rate,
+                fmt="{:.1%}",
+                x_title="Transaction day (UTC, month-day)",
+                y_title="Labelled fraud (% of transactions)",
+            )
+            if any(r for r in rate)
             else "",
-            "rows": list(zip(stats["days"], stats["volume"], rate, strict=True)),
+            "rows": [
+                (day, n, fraud, None if r is None else 100 * r)
+                for day, n, fraud, r in zip(stats["days"], stats["volume"], stats["fraud"], rate, strict=True)
+            ],
         },
     )
 

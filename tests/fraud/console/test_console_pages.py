@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -188,9 +189,42 @@ def test_the_dashboard_draws_charts_from_our_own_markup(console, carol):
     case_close(case=case, actor=carol, outcome="confirmed_fraud")
     html = console.get("/console/dashboard/").content.decode()
     assert html.count("<svg") == 4
-    assert "Transactions per day" in html and "Confirmed-fraud share of closed cases" in html
+    assert "Transactions per day" in html and "Confirmed-fraud rate by transaction day" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # nothing fetched from elsewhere
-    assert "100%" in html  # the one case closed today was confirmed fraud
+    assert "50.00%" in html  # yesterday: the case's transaction (confirmed fraud) and one other
+
+
+def svg_texts(svg: str, css_class: str) -> list[str]:
+    return re.findall(rf'<text[^>]*class="{css_class}"[^>]*>([^<]*)</text>', svg)
+
+
+def test_the_decision_mix_shows_all_three_decisions_on_a_log_axis_from_one(console):
+    now = datetime.now(UTC)
+    for i in range(120):
+        TransactionFactory(timestamp=now - timedelta(hours=i), fraud_score=0.05, decision="approve")
+    for i in range(3):
+        TransactionFactory(timestamp=now - timedelta(hours=i), fraud_score=0.6, decision="review")
+    chart = console.get("/console/dashboard/").context["decision_chart"]
+    ticks = svg_texts(chart, "tick")
+    assert ticks[-3:] == ["approve", "review", "decline"]  # the decline bar is there, at 0
+    assert svg_texts(chart, "value") == ["120", "3", "0"]
+    assert ticks[:4] == ["1", "10", "100", "1,000"]  # the log axis starts at 1, not "0"
+    assert svg_texts(chart, "axis-title") == ["Decision", "Transactions (log scale)"]
+
+
+def test_the_confirmed_fraud_rate_is_a_line_over_the_labelled_days(console):
+    now = datetime.now(UTC)
+    for day in range(10):
+        for i in range(4):
+            TransactionFactory(
+                timestamp=now - timedelta(days=day, minutes=i),
+                label="fraud" if i == 0 else "",
+                label_time=now if i == 0 else None,
+            )
+    chart = console.get("/console/dashboard/").context["rate_chart"]
+    assert chart.count("<circle") >= 10 and "<polyline" in chart
+    assert "25.0%" in chart  # one of each day's four transactions
+    assert "Transaction day (UTC, month-day)" in chart
 
 
 def test_an_analyst_uploads_a_batch_watches_it_and_downloads_the_results(console, alice, active_model, settings):
