@@ -24,7 +24,8 @@ run: migrate  ## install, migrate, create demo data/model/users on first run, se
 	$(BIN)/python manage.py bootstrap_demo --base-url http://$(HOST):$(PORT)
 	@# A background Celery worker (with the beat scheduler) on the broker in CELERY_BROKER_URL, or on
 	@# a folder queue under var/ when none is set; it stops with the web server.
-	$(BIN)/celery -A cipherguard worker --beat --concurrency=1 --loglevel=WARNING \
+	@# --quiet: no banner; its warnings and errors go to var/worker.log.
+	$(BIN)/celery -A cipherguard --quiet worker --beat --concurrency=1 --loglevel=WARNING \
 	  --schedule var/celerybeat-schedule --logfile var/worker.log & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/gunicorn cipherguard.wsgi --config deploy/gunicorn.conf.py --bind $(HOST):$(PORT)

@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 # A worker serving metrics (METRICS_PORT) needs prometheus_client's multiprocess mode, chosen when
@@ -23,6 +24,7 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 from celery import Celery, Task  # noqa: E402 - after the environment above
+from celery.exceptions import SecurityWarning  # noqa: E402
 from celery.signals import (  # noqa: E402
     before_task_publish,
     task_postrun,
@@ -66,6 +68,11 @@ def _ensure_filesystem_queue() -> None:
 
 if str(app.conf.broker_url).startswith("filesystem"):
     _ensure_filesystem_queue()
+    # The embedded queue is a folder of the user who ran `make run`, often root in a container.
+    # Celery's root warning is about a worker that unpickles messages from a shared broker; this
+    # one accepts JSON only (CELERY_ACCEPT_CONTENT; with pickle Celery refuses to start as root,
+    # a check this filter leaves in place), so the warning would only puzzle a newcomer.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
 
 
 def task(name: str) -> Task:

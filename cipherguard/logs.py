@@ -47,3 +47,22 @@ class RequestIdFilter(logging.Filter):
         request = getattr(record, "request", None)
         record.request_id = context.request_id.get() or getattr(request, "request_id", None) or "-"
         return True
+
+
+# Attributes every LogRecord has; anything else on a record came in through ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class PlainFormatter(logging.Formatter):
+    """The human format, followed by the record's structured fields as ``key=value``: the JSON
+    format carries them as keys, and without them a decision line would read only "fraud
+    decision". Redacted like the message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = [
+            f"{key}={value}"
+            for key, value in vars(record).items()
+            if key not in _RECORD_ATTRIBUTES and key not in ("request_id", "request") and not key.startswith("_")
+        ]
+        return f"{line} {redact(' '.join(fields))}" if fields else line

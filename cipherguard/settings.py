@@ -272,8 +272,9 @@ else:
 
 # --- Celery ------------------------------------------------------------------------------------
 # No broker configured: the embedded default is kombu's filesystem transport under var/, which a
-# worker started by `make run` consumes; jobs never run inside the HTTP request.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+# worker started by `make run` consumes; jobs never run inside the HTTP request. The host part means
+# nothing to that transport, but without one kombu warns on every start that none was supplied.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(VAR_DIR / "celery" / "queue"),
@@ -572,7 +573,10 @@ LOGGING = {
             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "plain": {
+            "()": "cipherguard.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id", "redact"]},

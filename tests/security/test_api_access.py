@@ -92,7 +92,7 @@ def test_api_errors_are_problem_documents_even_with_debug_on(alice_api, settings
     assert APIClient().get("/api/v2/anything").status_code == 404
 
     response = alice_api.delete("/api/v1/auth/whoami/")
-    assert response.status_code == 405 and response["Content-Type"].startswith("application/")
+    assert response.status_code == 405 and response["Content-Type"] == "application/problem+json"
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")

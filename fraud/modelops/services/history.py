@@ -23,7 +23,7 @@ from fraud.features import definitions as fx
 from fraud.features.store import refresh_statistics
 from fraud.modelops.generator import Generated, generate
 from fraud.models import Channel, Label, LabelSource, Transaction
-from fraud.scoring.services import transaction_score
+from fraud.scoring.services import transactions_score_many
 from fraud.transactions.builder import transaction_from_body
 from fraud.transactions.validation import (
     AmountField,
@@ -45,6 +45,8 @@ from fraud.transactions.validation import (
 IMPORT_REQUIRED = ("transaction_id", "timestamp", "customer_id", "merchant_id", "amount")
 IMPORT_OPTIONAL = ("currency", "country", "channel", "label", "label_time")
 DEFAULT_CURRENCY = "EUR"
+# Items per call when replaying through the batch path: the synchronous batch endpoint's size.
+REPLAY_BATCH = 1000
 # The public simulated card-fraud benchmark (Le Borgne et al., *Reproducible Machine Learning for
 # Credit Card Fraud Detection*) is read as it is published: its columns map onto ours, its naive
 # times are UTC, and its scenario column (the generator's answer key) and day/second counters are
@@ -265,12 +267,21 @@ def _generated_body(data: Generated, i: int) -> dict[str, Any]:
 
 
 def history_generate(
-    *, owner: User, days: int, customers: int, merchants: int, seed: int, start: datetime, until: datetime | None = None
+    *,
+    owner: User,
+    days: int,
+    customers: int,
+    merchants: int,
+    seed: int,
+    start: datetime,
+    until: datetime | None = None,
+    data: Generated | None = None,
 ) -> int:
     """Write a synthetic labelled history for ``owner`` (see ``fraud.modelops.generator``), optionally
     only the rows before ``until``. Returns how many rows are new; rows that already exist (same
-    owner and id) are skipped, so the same command twice writes nothing the second time."""
-    data = generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
+    owner and id) are skipped, so the same command twice writes nothing the second time.
+    ``data``: the generator's output for these arguments, when the caller already has it."""
+    data = data or generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
     limit = fx.to_epoch_us(until) if until else None
     existing = Transaction.objects.owned_by(owner.pk).count()
     batch: list[Transaction] = []
@@ -289,23 +300,33 @@ def history_generate(
             )
         )
         if len(batch) >= 10_000:
-            Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
+            insert_new(Transaction, batch)
             batch.clear()
-    Transaction.objects.bulk_create(batch, batch_size=2000, ignore_conflicts=True)
+    insert_new(Transaction, batch)
     refresh_statistics()
     return Transaction.objects.owned_by(owner.pk).count() - existing
 
 
 def history_replay(
-    *, owner: User, days: int, customers: int, merchants: int, seed: int, start: datetime, since: datetime
+    *,
+    owner: User,
+    days: int,
+    customers: int,
+    merchants: int,
+    seed: int,
+    start: datetime,
+    since: datetime,
+    data: Generated | None = None,
 ) -> int:
-    """Score the generated rows from ``since`` on through the live scoring path, in time order,
-    as if they arrived now (labels withheld: they are for analysts to find). The demo uses it
-    so the console starts with real cases. Returns how many were newly scored."""
-    data = generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
+    """Score the generated rows from ``since`` on through the batch scoring path (as a client's
+    batch calls would send them, 1,000 at a time in time order), labels withheld: they are for
+    analysts to find. The demo uses it so the console starts with real cases. Returns how many
+    were newly scored (``data`` as for ``history_generate``)."""
+    data = data or generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
     first = fx.to_epoch_us(since)
+    bodies = [_generated_body(data, i) for i in range(len(data)) if data.ts_us[i] >= first]
     scored = 0
-    for i in range(len(data)):
-        if data.ts_us[i] >= first and transaction_score(client=owner, data=_generated_body(data, i)).created:
-            scored += 1
+    for at in range(0, len(bodies), REPLAY_BATCH):
+        outcomes = transactions_score_many(client=owner, items=bodies[at : at + REPLAY_BATCH], path="batch")
+        scored += sum(1 for o in outcomes if o.status == 201)
     return scored

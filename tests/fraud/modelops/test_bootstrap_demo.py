@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.db.models import Max, Min
 
 from accounts.models import User
-from fraud.models import Case, ModelStatus, ModelVersion, Transaction
+from fraud.models import Case, DriftReport, ModelStatus, ModelVersion, Transaction
 
 
 def test_the_first_run_sets_everything_up_and_the_second_changes_nothing(
@@ -39,6 +39,14 @@ def test_the_first_run_sets_everything_up_and_the_second_changes_nothing(
     assert credentials["demo-client"] in printed and "http://127.0.0.1:8123/api/v1/transactions/" in printed
     n_tx, n_models = Transaction.objects.count(), ModelVersion.objects.count()
     assert n_tx > 1000 and ModelVersion.objects.filter(status=ModelStatus.ACTIVE).count() == 1
+    # One progress line per step, each with its time; the drift page has yesterday's report.
+    steps = [line for line in printed.splitlines() if line.endswith(" s)")]
+    assert [line.split(":")[0] for line in steps] == [
+        "demo users", "demo history", "demo model", "yesterday's traffic", "drift report",
+    ]  # fmt: skip
+    assert "through the batch scoring path" in printed
+    yesterday = Transaction.objects.aggregate(last=Max("timestamp"))["last"].date()
+    assert DriftReport.objects.filter(day=yesterday).exists() and f"drift report: {yesterday}" in printed
 
     again = StringIO()
     call_command("bootstrap_demo", stdout=again)
@@ -76,7 +84,8 @@ def test_a_later_days_run_after_a_first_run_that_opened_no_case_changes_nothing(
         again = StringIO()
         with time_machine.travel(later, tick=False), django_capture_on_commit_callbacks(execute=True):
             call_command("bootstrap_demo", stdout=again)
-        assert "demo history" not in again.getvalue() and "scoring" not in again.getvalue()
+        assert "generated" not in again.getvalue() and "replayed" not in again.getvalue()
+        assert "demo history: already done" in again.getvalue()
         assert set(Transaction.objects.values_list("transaction_id", "timestamp", "request_hash", "fraud_score")) == (
             stored
         )
