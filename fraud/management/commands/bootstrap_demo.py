@@ -19,8 +19,8 @@ from accounts.models import Role, User
 from accounts.services import user_create
 from fraud.features import definitions as fx
 from fraud.modelops.generator import Generated, default_start, generate
-from fraud.modelops.services.history import history_generate, history_replay
 from fraud.modelops.services.drift import drift_report_compute
+from fraud.modelops.services.history import history_generate, history_replay
 from fraud.modelops.services.lifecycle import model_train
 from fraud.models import Case, DriftReport, ModelStatus, ModelVersion, Transaction
 
