@@ -283,7 +283,7 @@ def case_history(*, case: Case) -> list[dict[str, Any]]:
         with_note = [k for k in NOTE_KEYS if extra.pop(k, None)]
         extra.pop("note_id", None)
         if "closed_with" in extra:
-            extra["closed_with"] = ", ".join(f"#{pk}" for pk in extra["closed_with"])
+            extra["closed together with"] = ", ".join(f"#{pk}" for pk in extra.pop("closed_with"))
         history.append(
             {
                 "when": event.occurred_at,

@@ -364,7 +364,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 rate,
                 fmt="{:.1%}",
                 x_title="Transaction day (UTC, month-day)",
-                y_title="Labelled fraud (% of transactions)",
+                y_title="Labelled fraud (%)",
             )
             if any(r for r in rate)
             else "",
