@@ -32,7 +32,8 @@ def main() -> None:
     pending = [
         PendingTransaction(
             owner_id=t.owner_id, customer_id=t.customer_id, merchant_id=t.merchant_id, country=t.country,
-            channel=t.channel, timestamp=t.timestamp, amount=float(t.amount), card_fingerprint=t.card_fingerprint,
+            currency=t.currency, channel=t.channel, timestamp=t.timestamp, amount=float(t.amount),
+            card_fingerprint=t.card_fingerprint,
         )
         for t in sample
     ]  # fmt: skip

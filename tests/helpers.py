@@ -113,6 +113,7 @@ def online_features(tx, *, label_delay_days: int = 7) -> np.ndarray:
         customer_id=tx.customer_id,
         merchant_id=tx.merchant_id,
         country=tx.country,
+        currency=tx.currency,
         channel=tx.channel,
         timestamp=tx.timestamp,
         amount=float(tx.amount),

@@ -8,7 +8,7 @@ A feature vector is built in two steps:
    integer microseconds since the Unix epoch, UTC):
    - customer windows ``[t - w, t)`` for w in 1 h, 1 d, 7 d, 30 d: count, amount sum (and sum of
      squares and the largest amount over 30 d), the previous transaction's time, prior payments at
-     this merchant and in this country over 30 d;
+     this merchant, in this country and in this currency over 30 d;
    - merchant volume ``[t - w, t)`` for w in 1, 7, 30 d;
    - merchant risk over the delayed windows ``[t - D - w, t - D)`` (``D`` = the label delay, w in
      1, 3, 7, 14, 21, 30 d): the transactions there and those labelled fraud *with the label known
@@ -28,7 +28,11 @@ from typing import Literal
 
 import numpy as np
 
-FEATURE_SET_VERSION = "v3"  # v2: card velocity; v3: amount against older history and the 30-day maximum, spend shift, merchant fraud counts
+# v2: card velocity; v3: amount against older history and the 30-day maximum, spend shift, merchant
+# fraud counts; v4: the payment's currency against the customer's history, and the country's and
+# the currency's share of the customer's payments (a change of country or currency, not only a
+# first one).
+FEATURE_SET_VERSION = "v4"
 
 US_PER_SECOND = 1_000_000
 HOUR = 3600 * US_PER_SECOND
@@ -54,6 +58,7 @@ AGGREGATE_NAMES: tuple[str, ...] = (
     "c_prev_ts",  # microseconds, or -1 when the customer has no earlier transaction
     "cm_n_30d",  # this customer's payments at this merchant
     "cc_n_30d",  # this customer's payments in this country
+    "cu_n_30d",  # this customer's payments in this currency
     *(f"k_n_{w}" for w in CARD_WINDOWS),  # earlier payments with the same card (0 without a card)
     *(f"m_n_{w}" for w in MERCHANT_WINDOWS),
     *(f"m_dn_{w}" for w in MERCHANT_RISK_WINDOWS),  # delayed-window volume (risk denominator)
@@ -96,6 +101,10 @@ FEATURE_NAMES: tuple[str, ...] = (
     "m_fraud_n_30d",
     *(f"m_risk_{w}" for w in V3_RISK_WINDOWS),
     *(f"m_fraud_n_{w}" for w in V3_RISK_WINDOWS),
+    # v4, appended likewise.
+    "new_currency_30d",  # no payment by this customer in this currency in 30 days (1 without history)
+    "country_share_30d",  # the share of the customer's 30-day payments made in this country
+    "currency_share_30d",  # the share of them made in this currency
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -217,6 +226,10 @@ def assemble(
         "spend_shift_7d": shift,
         "amount_ratio_max_30d": safe_div(amount, agg["c_max_30d"], 1.0),
         **{f"m_fraud_n_{w}": agg[f"m_fraud_{w}"] for w in MERCHANT_RISK_WINDOWS},
+        "new_currency_30d": (agg["cu_n_30d"] == 0).astype(np.float64),
+        # Without history nothing is a change: the share is 1, as for a customer who always pays there.
+        "country_share_30d": safe_div(agg["cc_n_30d"], n30, 1.0),
+        "currency_share_30d": safe_div(agg["cu_n_30d"], n30, 1.0),
     }
     return np.column_stack([columns[name] for name in FEATURE_NAMES]).astype(np.float32)
 
@@ -233,6 +246,7 @@ class Frame:
     customer: np.ndarray
     merchant: np.ndarray
     country: np.ndarray
+    currency: np.ndarray
     channel: np.ndarray
     ts: np.ndarray  # int64 epoch microseconds
     amount: np.ndarray  # float64
@@ -379,12 +393,13 @@ def customer_aggregates(
     history: Frame, targets: Frame, *, merchant_codes: list[np.ndarray] | None = None
 ) -> dict[str, np.ndarray]:
     """The customer's and the card's aggregates of every target (``c_*``, ``cm_*``, ``cc_*``,
-    ``k_*``) from ``history``: only rows strictly before each target's time count.
+    ``cu_*``, ``k_*``) from ``history``: only rows strictly before each target's time count.
     ``merchant_codes``: ``_codes(history.merchant, targets.merchant)`` if the caller has them."""
     customer = _codes(history.customer, targets.customer)
     cust_h, cust_t = customer
     cm_h, cm_t = _pair_codes(customer, merchant_codes or _codes(history.merchant, targets.merchant))
     cc_h, cc_t = _pair_codes(customer, _codes(history.country, targets.country))
+    cu_h, cu_t = _pair_codes(customer, _codes(history.currency, targets.currency))
     t = targets.ts.astype(np.int64)
     out: dict[str, np.ndarray] = {}
 
@@ -403,6 +418,7 @@ def customer_aggregates(
     out["c_prev_ts"] = np.where(has_prev, customers.ts[np.maximum(before, 0)], -1).astype(np.float64)
     out["cm_n_30d"] = _Grouped(cm_h, history.ts).count(cm_t, t - NOVELTY_WINDOW, t)
     out["cc_n_30d"] = _Grouped(cc_h, history.ts).count(cc_t, t - NOVELTY_WINDOW, t)
+    out["cu_n_30d"] = _Grouped(cu_h, history.ts).count(cu_t, t - NOVELTY_WINDOW, t)
     card_h, card_t = _codes(history.card, targets.card)
     cards = _Grouped(card_h, history.ts)
     with_card = targets.card != ""

@@ -28,6 +28,7 @@ class PendingTransaction:
     customer_id: str
     merchant_id: str
     country: str
+    currency: str
     channel: str
     timestamp: datetime
     amount: float
@@ -48,10 +49,10 @@ class OnlineQuery:
     params: list[str]
 
 
-# The distinct countries of the customer's payments, as "FR,DE" (country codes hold no comma).
-_DISTINCT_COUNTRIES = {
-    "postgresql": "string_agg(DISTINCT country, ',') FILTER (WHERE country <> '' AND timestamp >= %s)",
-    "sqlite": "group_concat(DISTINCT country) FILTER (WHERE country <> '' AND timestamp >= %s)",
+# The distinct countries (currencies) of the customer's payments, as "FR,DE" (codes hold no comma).
+_DISTINCT = {
+    "postgresql": "string_agg(DISTINCT {column}, ',') FILTER (WHERE {column} <> '' AND timestamp >= %s)",
+    "sqlite": "group_concat(DISTINCT {column}) FILTER (WHERE {column} <> '' AND timestamp >= %s)",
 }
 COUNTRY_DAYS = 30  # the window of the rule field customer_countries_30d
 
@@ -64,7 +65,9 @@ def _build_online_sql(vendor: str) -> dict[str, OnlineQuery]:
     request, several times the queries themselves. Returns, for one database, the statement
     reading the merchant's raw history ("history") and the one reading its feature-store buckets
     (``fraud.features.buckets``) instead ("store"). Both also return the customer's countries of
-    the last 30 days, for rules that read them: a second round trip before."""
+    the last 30 days, for rules that read them (a second round trip before), and currencies, which
+    the reasons quote ("usually EUR"): two more aggregates over rows the statement reads anyway,
+    where a query of their own would be another round trip on every scored payment."""
     table = Transaction._meta.db_table
     cust_cols, cust_params, names = [], [], []
     for w in fx.CUSTOMER_COUNT_WINDOWS:
@@ -81,10 +84,13 @@ def _build_online_sql(vendor: str) -> dict[str, OnlineQuery]:
         "MAX(timestamp)",
         "COUNT(*) FILTER (WHERE merchant_id = %s AND timestamp >= %s)",
         "COUNT(*) FILTER (WHERE country = %s AND timestamp >= %s)",
+        "COUNT(*) FILTER (WHERE currency = %s AND timestamp >= %s)",
+        _DISTINCT[vendor].format(column="country"),
+        _DISTINCT[vendor].format(column="currency"),
     ]
-    cust_cols.append(_DISTINCT_COUNTRIES[vendor])
-    cust_params += ["merchant", "t-novelty", "country", "t-novelty", "t-countries"]
-    names += ["c_sumsq_30d", "c_max_30d", "c_prev", "cm_n_30d", "cc_n_30d", "c_countries"]
+    cust_params += ["merchant", "t-novelty", "country", "t-novelty", "currency", "t-novelty"]
+    cust_params += ["t-countries", "t-novelty"]  # the distinct countries, then currencies
+    names += ["c_sumsq_30d", "c_max_30d", "c_prev", "cm_n_30d", "cc_n_30d", "cu_n_30d", "c_countries", "c_currencies"]
     # S608: every fragment is a constant of this module; all values travel as parameters.
     customer_sql = (
         f"SELECT {', '.join(cust_cols)} FROM {table} "  # noqa: S608  # nosec B608
@@ -137,7 +143,7 @@ def _build_online_sql(vendor: str) -> dict[str, OnlineQuery]:
     }
 
 
-ONLINE_QUERIES = {vendor: _build_online_sql(vendor) for vendor in _DISTINCT_COUNTRIES}
+ONLINE_QUERIES = {vendor: _build_online_sql(vendor) for vendor in _DISTINCT}
 
 
 def _cache_statement_conversions() -> None:
@@ -177,6 +183,7 @@ def _online_params(tx: PendingTransaction, label_delay_days: int, names: list[st
         "customer": tx.customer_id,
         "merchant": tx.merchant_id,
         "country": tx.country,
+        "currency": tx.currency,
         "fraud": Label.FRAUD.value,
         "card": tx.card_fingerprint,
         "t-card-from": t - _us(max(fx.CARD_WINDOWS.values())),
@@ -205,20 +212,26 @@ def _as_datetime(value: object) -> datetime | None:
     return parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _read_online(tx: PendingTransaction, label_delay_days: int) -> tuple[dict[str, float], frozenset[str]]:
+def _codes_set(joined: str | None) -> frozenset[str]:
+    return frozenset(joined.split(",")) if joined else frozenset()
+
+
+def _read_online(
+    tx: PendingTransaction, label_delay_days: int
+) -> tuple[dict[str, float], frozenset[str], frozenset[str]]:
     """The aggregates of ``fraud.features.definitions`` for one transaction and its customer's
-    countries of the last 30 days, in one round trip: the customer's and the card's history and
-    the merchant's (raw history or the feature store, as ``FRAUD_FEATURE_READ`` says), all
-    strictly before its time."""
+    countries and currencies of the last 30 days, in one round trip: the customer's and the
+    card's history and the merchant's (raw history or the feature store, as
+    ``FRAUD_FEATURE_READ`` says), all strictly before its time."""
     query = ONLINE_QUERIES[connection.vendor][settings.FRAUD_FEATURE_READ]
     with connection.cursor() as cursor:
         cursor.execute(query.sql, _online_params(tx, label_delay_days, query.params))
         row = dict(zip(query.columns, cursor.fetchone(), strict=True))
     prev = _as_datetime(row.pop("c_prev"))
-    countries = row.pop("c_countries")
+    countries, currencies = _codes_set(row.pop("c_countries")), _codes_set(row.pop("c_currencies"))
     out = {name: float(value or 0) for name, value in row.items()}
     out["c_prev_ts"] = float(fx.to_epoch_us(prev)) if prev is not None else -1.0
-    return out, frozenset(countries.split(",")) if countries else frozenset()
+    return out, countries, currencies
 
 
 def aggregates_online(tx: PendingTransaction, *, label_delay_days: int) -> dict[str, float]:
@@ -250,11 +263,13 @@ def customer_countries(tx: PendingTransaction, *, days: int) -> frozenset[str]:
 class OnlineRead:
     row: np.ndarray  # one feature row, shape [1, n_features]
     customer_countries_30d: frozenset[str]
+    customer_currencies_30d: frozenset[str]
 
 
 def read_online(tx: PendingTransaction, *, label_delay_days: int) -> OnlineRead:
-    """One transaction's feature row and its customer's recent countries, in one round trip."""
-    aggregates, countries = _read_online(tx, label_delay_days)
+    """One transaction's feature row and its customer's recent countries and currencies, in one
+    round trip."""
+    aggregates, countries, currencies = _read_online(tx, label_delay_days)
     row = fx.assemble(
         {k: np.array([v]) for k, v in aggregates.items()},
         amount=np.array([tx.amount]),
@@ -262,7 +277,7 @@ def read_online(tx: PendingTransaction, *, label_delay_days: int) -> OnlineRead:
         channel=np.array([tx.channel]),
         has_card=np.array([tx.card_fingerprint != ""]),
     )
-    return OnlineRead(row, countries)
+    return OnlineRead(row, countries, currencies)
 
 
 def features_online(tx: PendingTransaction, *, label_delay_days: int) -> np.ndarray:
@@ -282,18 +297,20 @@ HISTORY_FIELDS = (
     "label",
     "label_time",
     "card_fingerprint",
+    "currency",
 )
 
 
 def _frame(
     ids: Sequence, customer: Sequence, merchant: Sequence, country: Sequence, channel: Sequence,
-    ts: Sequence, amount: Sequence, known: Sequence, card: Sequence,
+    ts: Sequence, amount: Sequence, known: Sequence, card: Sequence, currency: Sequence,
 ) -> tuple[fx.Frame, np.ndarray]:  # fmt: skip
     """Columns (keys already owner-scoped, times in epoch microseconds) as a Frame and ids."""
     frame = fx.Frame(
         customer=np.array(customer, dtype=object).astype(str),
         merchant=np.array(merchant, dtype=object).astype(str),
         country=np.array(country, dtype=object).astype(str),
+        currency=np.array(currency, dtype=object).astype(str),
         channel=np.array(channel, dtype=object).astype(str),
         ts=np.array(ts, dtype=np.int64),
         amount=np.array(amount, dtype=np.float64),
@@ -305,9 +322,10 @@ def _frame(
 
 def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
     """Build a ``Frame`` (and the row ids) from tuples in ``HISTORY_FIELDS`` order."""
-    ids, customer, merchant, country, channel, ts, amount, known, card = [], [], [], [], [], [], [], [], []
-    for pk, owner_id, customer_id, merchant_id, ctry, chan, stamp, amt, label, label_time, fingerprint in rows:
+    ids, customer, merchant, country, channel, ts, amount, known, card, currency = ([] for _ in range(10))
+    for pk, owner_id, customer_id, merchant_id, ctry, chan, stamp, amt, label, label_time, fingerprint, cur in rows:
         ids.append(pk)
+        currency.append(cur)
         card.append(f"{owner_id}\x1f{fingerprint}" if fingerprint else "")
         customer.append(f"{owner_id}\x1f{customer_id}")
         merchant.append(f"{owner_id}\x1f{merchant_id}")
@@ -316,7 +334,7 @@ def frame_from_rows(rows: Iterable[tuple]) -> tuple[fx.Frame, np.ndarray]:
         ts.append(fx.to_epoch_us(stamp))
         amount.append(float(amt))
         known.append(fx.to_epoch_us(label_time) if label == Label.FRAUD and label_time is not None else fx.NOT_FRAUD)
-    return _frame(ids, customer, merchant, country, channel, ts, amount, known, card)
+    return _frame(ids, customer, merchant, country, channel, ts, amount, known, card, currency)
 
 
 def load_history(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, np.ndarray]:
@@ -357,7 +375,16 @@ def _load_history_postgres(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, n
             amount_f=RawSQL(f'"{table}"."amount"::float8', []),  # noqa: S611  # nosec B611
         )
         .values_list(
-            "id", "customer_key", "merchant_key", "country", "channel", "ts_us", "amount_f", "known_us", "card_key"
+            "id",
+            "customer_key",
+            "merchant_key",
+            "country",
+            "channel",
+            "ts_us",
+            "amount_f",
+            "known_us",
+            "card_key",
+            "currency",
         )
     )
     # Every column is already what the Frame takes: fetched in one go, without the queryset's
@@ -368,8 +395,8 @@ def _load_history_postgres(queryset: QuerySet[Transaction]) -> tuple[fx.Frame, n
         rows = cursor.fetchall()
     if not rows:
         return frame_from_rows([])
-    ids, customer, merchant, country, channel, ts, amount, known, card = zip(*rows, strict=True)
-    return _frame(ids, customer, merchant, country, channel, ts, amount, known, card)
+    ids, customer, merchant, country, channel, ts, amount, known, card, currency = zip(*rows, strict=True)
+    return _frame(ids, customer, merchant, country, channel, ts, amount, known, card, currency)
 
 
 def history_needed(
@@ -391,7 +418,7 @@ def history_needed(
 def _new_frame(owner_id: int, items: list[PendingTransaction]) -> fx.Frame:
     frame, _ = frame_from_rows(
         (0, owner_id, i.customer_id, i.merchant_id, i.country, i.channel, i.timestamp, i.amount, "", None,
-         i.card_fingerprint)
+         i.card_fingerprint, i.currency)
         for i in items
     )  # fmt: skip
     return frame

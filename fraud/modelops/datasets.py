@@ -26,6 +26,7 @@ def generated_rows(g: Generated, *, owner_id: int = 1) -> list[tuple]:
             Label.FRAUD.value if g.scenario[i] else "",
             fx.from_epoch_us(g.label_time_us[i]) if g.scenario[i] else None,
             "",
+            g.currency[i],
         )
         for i in range(len(g))
     ]

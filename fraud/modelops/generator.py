@@ -17,7 +17,9 @@ Fraud scenarios (documented in ``docs/model.md``), together about 0.5–1 % of t
 4. ``card_testing`` — a burst of 5–12 tiny online payments within minutes across a few merchants,
    then one large payment.
 5. ``foreign_cash_out`` — a cloned card used at ATMs or shops in a country the customer never
-   visits, at 2–4× the usual amount, often at night.
+   visits, at 2–4× the usual amount, often at night, in that country's currency (cash comes out
+   of an ATM in local money). Amounts are not converted, as for every currency here: they are
+   the customer's own scale whatever the currency.
 
 Fraud labels become known half a day to a week after the transaction for 85 % of frauds and one
 to three weeks after for the rest (chargebacks are slow), so some are still unknown when the
@@ -37,6 +39,11 @@ COUNTRIES = ("FR", "DE", "GB", "ES", "IT", "NL", "BE", "US", "PL", "SE", "PT", "
 COUNTRY_WEIGHTS = np.array([18, 18, 14, 10, 10, 7, 5, 6, 4, 3, 3, 2], dtype=float)
 FOREIGN_FRAUD_COUNTRIES = ("NG", "RU", "BR", "VN", "UA", "ID", "CN", "MX", "TR", "PH")
 CURRENCY = {"GB": "GBP", "US": "USD", "PL": "PLN", "SE": "SEK"}
+# The local money of the foreign fraud countries, for the payments made there in person
+# (foreign cash-out); an online fraudster abroad still pays the merchant's own currency.
+LOCAL_CURRENCY = {"NG": "NGN", "RU": "RUB", "BR": "BRL", "VN": "VND", "UA": "UAH", "ID": "IDR", "CN": "CNY",
+                  "MX": "MXN", "TR": "TRY", "PH": "PHP"}  # fmt: skip
+WHOLE_UNIT_CURRENCIES = frozenset({"VND", "IDR"})  # no minor unit (ISO 4217 / CLDR): whole amounts
 SCENARIOS = ("compromised_merchant", "compromised_card", "high_value_one_off", "card_testing", "foreign_cash_out")
 
 
@@ -74,11 +81,22 @@ class _Builder:
         self.rows: list[tuple] = []
 
     def add(
-        self, customer: str, merchant: str, country: str, channel: str, ts: int, amount: float, scenario: str = ""
+        self,
+        customer: str,
+        merchant: str,
+        country: str,
+        channel: str,
+        ts: int,
+        amount: float,
+        scenario: str = "",
+        currency: str = "",
     ) -> None:
-        amount = round(max(0.5, float(amount)), 2)
+        """``currency``: "" for the country's usual one (``CURRENCY``, else EUR)."""
+        currency = currency or CURRENCY.get(str(country), "EUR")
+        whole = currency in WHOLE_UNIT_CURRENCIES
+        amount = round(max(1.0 if whole else 0.5, float(amount)), 0 if whole else 2)
         label_time = ts + label_delay(self.rng) if scenario else -1
-        self.rows.append((ts, customer, merchant, country, channel, amount, scenario, label_time))
+        self.rows.append((ts, customer, merchant, country, channel, amount, scenario, label_time, currency))
 
 
 def generate(*, start: datetime, days: int, customers: int, merchants: int, seed: int) -> Generated:
@@ -143,7 +161,7 @@ def generate(*, start: datetime, days: int, customers: int, merchants: int, seed
         ts = row[0]
         for b0, b1 in breached.get(row[2], ()):
             if b0 <= ts < b1 and rng.random() < 0.3:
-                rows[i] = (*row[:6], "compromised_merchant", ts + label_delay(rng))
+                rows[i] = (*row[:6], "compromised_merchant", ts + label_delay(rng), row[8])
                 break
 
     def random_time(lo: int = t0, hi: int = end) -> int:
@@ -233,16 +251,17 @@ def generate(*, start: datetime, days: int, customers: int, merchants: int, seed
                 ts,
                 c_mean[c] * rng.uniform(2, 4),
                 "foreign_cash_out",
+                LOCAL_CURRENCY[country],
             )
 
     rows = sorted((r for r in out.rows if t0 <= r[0] < end), key=lambda r: (r[0], r[1], r[2]))
     result = Generated()
-    for i, (ts, customer, merchant, country, channel, amount, scenario, label_time) in enumerate(rows):
+    for i, (ts, customer, merchant, country, channel, amount, scenario, label_time, currency) in enumerate(rows):
         result.transaction_id.append(f"G{seed}-{i:08d}")
         result.customer_id.append(customer)
         result.merchant_id.append(merchant)
         result.country.append(str(country))
-        result.currency.append(CURRENCY.get(str(country), "EUR"))
+        result.currency.append(currency)
         result.channel.append(channel)
         result.ts_us.append(int(ts))
         result.amount.append(float(amount))

@@ -67,6 +67,7 @@ def _pending(client: User, data: dict[str, Any]) -> PendingTransaction:
         customer_id=data["customer_id"],
         merchant_id=data["merchant_id"],
         country=data["country"],
+        currency=data["currency"],
         channel=data.get("channel") or "",
         timestamp=data["timestamp"],
         amount=float(data["amount"]),

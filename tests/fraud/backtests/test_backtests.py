@@ -106,7 +106,8 @@ def test_the_customers_countries_in_a_backtest_exclude_payments_at_the_same_inst
     t = fx.to_epoch_us(DAY1)
     frame = fx.Frame(
         customer=np.array(["c", "c", "c", "d"]), merchant=np.array(["m"] * 4), country=np.array(["FR", "DE", "NG", "FR"]),
-        channel=np.array([""] * 4), ts=np.array([t - fx.DAY, t, t, t], dtype=np.int64), amount=np.ones(4),
+        currency=np.array(["EUR", "EUR", "NGN", "EUR"]), channel=np.array([""] * 4),
+        ts=np.array([t - fx.DAY, t, t, t], dtype=np.int64), amount=np.ones(4),
         fraud_known_at=np.full(4, fx.NOT_FRAUD), card=np.array([""] * 4),
     )  # fmt: skip
     assert _countries_before(frame, np.arange(4), 30) == {0: frozenset(), 1: {"FR"}, 2: {"FR"}, 3: frozenset()}

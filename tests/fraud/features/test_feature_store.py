@@ -182,7 +182,7 @@ def test_the_feature_statement_is_rewritten_for_the_server_once_not_per_read(pos
     settings.FRAUD_FEATURE_READ = "store"
     assert len(ONLINE_QUERIES["postgresql"]["store"].sql.encode()) > 4096  # over psycopg's own limit
     pending = PendingTransaction(
-        owner_id=alice.pk, customer_id="C1", merchant_id="M1", country="FR", channel="pos",
+        owner_id=alice.pk, customer_id="C1", merchant_id="M1", country="FR", currency="EUR", channel="pos",
         timestamp=START, amount=10.0,
     )  # fmt: skip
     aggregates_online(pending, label_delay_days=7)
@@ -223,7 +223,8 @@ def test_batch_features_from_the_store_equal_those_from_raw_history(postgres, al
         items.append(
             PendingTransaction(
                 owner_id=alice.pk, customer_id=base.customer_id, merchant_id=base.merchant_id,
-                country=rng.choice(["FR", base.country]), channel=base.channel, timestamp=when,
+                country=rng.choice(["FR", base.country]), currency=rng.choice(["EUR", "NGN", base.currency]),
+                channel=base.channel, timestamp=when,
                 amount=float(base.amount) + i % 7, card_fingerprint=base.card_fingerprint,
             )
         )  # fmt: skip
@@ -235,3 +236,4 @@ def test_batch_features_from_the_store_equal_those_from_raw_history(postgres, al
     col = fx.FEATURE_INDEX
     assert (raw[:, col["m_n_1d"]] > 0).sum() > 250 and (raw[:, col["m_fraud_n_30d"]] > 0).any()
     assert len(np.unique(raw[:, col["m_n_30d"]])) > 20 and len(np.unique(raw[:, col["m_risk_7d"]])) > 5
+    assert set(raw[:, col["new_currency_30d"]]) == {0.0, 1.0} and len(np.unique(raw[:, col["currency_share_30d"]])) > 5

@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fraud.features import definitions as fx
-from fraud.features.store import load_history
+from fraud.features.store import (
+    PendingTransaction,
+    aggregates_online,
+    features_for_new,
+    load_history,
+    read_online,
+)
 from fraud.modelops.services.history import history_generate
 from fraud.models import Transaction
 from tests.factories import TransactionFactory
@@ -31,22 +37,52 @@ def offline_by_id() -> dict[int, np.ndarray]:
     return {int(pk): x[i] for i, pk in enumerate(ids)}
 
 
+def pending(tx: Transaction) -> PendingTransaction:
+    return PendingTransaction(
+        owner_id=tx.owner_id, customer_id=tx.customer_id, merchant_id=tx.merchant_id, country=tx.country,
+        currency=tx.currency, channel=tx.channel, timestamp=tx.timestamp, amount=float(tx.amount),
+        card_fingerprint=tx.card_fingerprint,
+    )  # fmt: skip
+
+
+# The v4 aggregates and the features made of them, compared to the bit (counts, and shares of counts).
+V4_AGGREGATES = ("c_n_30d", "cc_n_30d", "cu_n_30d")
+V4_FEATURES = ("new_country_30d", "new_currency_30d", "country_share_30d", "currency_share_30d")
+
+
 def test_online_and_offline_features_are_identical_for_the_same_transactions(alice, bob):
     history_generate(owner=alice, days=40, customers=60, merchants=8, seed=3, start=START)
     # Bob's history reuses the same customer and merchant ids: it must not leak into Alice's features.
     history_generate(owner=bob, days=40, customers=60, merchants=8, seed=4, start=START)
-    offline = offline_by_id()
+    # A foreign cash-out is in the local currency: changes of currency, not only of country.
+    assert Transaction.objects.exclude(currency__in=["EUR", "GBP", "USD", "PLN", "SEK"]).exists()
+    frame, ids = load_history(Transaction.objects.all())
+    x = fx.features_offline(frame, frame, label_delay_days=DELAY)
+    offline = {int(pk): row for pk, row in zip(ids, x, strict=True)}
+    aggregates = fx.aggregate_offline(frame, frame, label_delay_days=DELAY)
+    position = {int(pk): i for i, pk in enumerate(ids)}
     rng = np.random.default_rng(0)
     sample = rng.choice(sorted(offline), size=250, replace=False)
+    transactions = [Transaction.objects.get(pk=pk) for pk in sample]
     online_rows, offline_rows = [], []
-    for pk in sample:
-        tx = Transaction.objects.get(pk=pk)
+    for tx in transactions:
         online_rows.append(online(tx))
-        offline_rows.append(offline[int(pk)])
+        offline_rows.append(offline[tx.pk])
+        on_aggregates = aggregates_online(pending(tx), label_delay_days=DELAY)
+        for name in V4_AGGREGATES:
+            assert on_aggregates[name] == aggregates[name][position[tx.pk]], (name, tx.pk)
     on, off = np.array(online_rows), np.array(offline_rows)
     np.testing.assert_allclose(on, off, rtol=1e-5, atol=1e-5)
-    # The sample exercises every kind of feature, so agreement is not agreement on zeros.
     col = fx.FEATURE_INDEX
+    for name in V4_FEATURES:
+        np.testing.assert_array_equal(on[:, col[name]], off[:, col[name]], err_msg=name)
+    # The batch path (raw history, or the feature store on PostgreSQL) computes them alike; one
+    # transaction a call, as the stored ones would otherwise see each other's copies.
+    for tx in transactions[:40]:
+        batch = features_for_new(tx.owner_id, [pending(tx)], label_delay_days=DELAY)[0]
+        for name in V4_FEATURES:
+            assert batch[col[name]] == offline[tx.pk][col[name]], (name, tx.pk)
+    # The sample exercises every kind of feature, so agreement is not agreement on zeros.
     assert (off[:, col["c_n_1d"]] > 0).any()
     assert (off[:, col["m_risk_30d"]] > 0).any()
     assert (off[:, col["new_merchant_30d"]] == 1).any() and (off[:, col["new_merchant_30d"]] == 0).any()
@@ -54,6 +90,10 @@ def test_online_and_offline_features_are_identical_for_the_same_transactions(ali
     for name in ("amount_ratio_older", "spend_shift_7d", "amount_ratio_max_30d"):
         assert len(np.unique(off[:, col[name]])) > 10, name
     assert (off[:, col["m_fraud_n_30d"]] > 0).any()
+    for name in ("new_country_30d", "new_currency_30d"):
+        assert set(off[:, col[name]]) == {0.0, 1.0}, name
+    for name in ("country_share_30d", "currency_share_30d"):
+        assert len(np.unique(off[:, col[name]])) > 10, name
 
 
 def test_window_edges_agree_online_and_offline(alice):
@@ -172,7 +212,7 @@ def test_card_velocity_counts_only_the_same_card_of_the_same_client(alice, bob):
 
 
 def test_the_feature_read_brings_the_customers_recent_countries_as_their_own_query_does(alice):
-    from fraud.features.store import PendingTransaction, customer_countries, features_online, read_online
+    from fraud.features.store import customer_countries, features_online
 
     t = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
     for when, country in [
@@ -185,12 +225,13 @@ def test_the_feature_read_brings_the_customers_recent_countries_as_their_own_que
         TransactionFactory(owner=alice, customer_id="C", merchant_id="M", timestamp=when, country=country)
     TransactionFactory(owner=alice, customer_id="other", merchant_id="M", timestamp=t - timedelta(days=1), country="PT")
     for customer, expected in (("C", {"FR", "DE"}), ("nobody", set())):
-        pending = PendingTransaction(
-            owner_id=alice.pk, customer_id=customer, merchant_id="M", country="GB", channel="", timestamp=t, amount=1.0
-        )
-        read = read_online(pending, label_delay_days=DELAY)
-        assert read.customer_countries_30d == expected == customer_countries(pending, days=30)
-        np.testing.assert_array_equal(read.row, features_online(pending, label_delay_days=DELAY))
+        tx = PendingTransaction(
+            owner_id=alice.pk, customer_id=customer, merchant_id="M", country="GB", currency="GBP", channel="",
+            timestamp=t, amount=1.0,
+        )  # fmt: skip
+        read = read_online(tx, label_delay_days=DELAY)
+        assert read.customer_countries_30d == expected == customer_countries(tx, days=30)
+        np.testing.assert_array_equal(read.row, features_online(tx, label_delay_days=DELAY))
 
 
 def test_windows_whose_edges_fall_on_midnight_and_on_the_hour_agree_online_and_offline(alice):
@@ -220,3 +261,44 @@ def test_windows_whose_edges_fall_on_midnight_and_on_the_hour_agree_online_and_o
         on, off = online(tx), offline[tx.pk]
         np.testing.assert_allclose(on, off, rtol=1e-6, err_msg=str(tx.timestamp))
         assert on[fx.FEATURE_INDEX["m_n_30d"]] > 0 and on[fx.FEATURE_INDEX["m_fraud_n_30d"]] > 0
+
+
+def test_currency_changes_count_the_customers_payments_in_each_currency_in_30_days(alice):
+    """The v4 features at their window's edges, online and offline: exactly 30 days before counts,
+    at t and after do not; another customer's payments and another client's never do."""
+    t = datetime(2026, 4, 10, 12, 0, tzinfo=UTC)
+    for when, country, currency in [
+        (t - timedelta(days=30), "IT", "EUR"),  # exactly 30 days before: in
+        (t - timedelta(days=30, microseconds=1), "NG", "NGN"),  # just before: out
+        (t - timedelta(days=3), "IT", "EUR"),
+        (t - timedelta(days=2), "GB", "GBP"),
+        (t - timedelta(microseconds=1), "IT", "EUR"),
+        (t, "NG", "NGN"),  # at t: out
+        (t + timedelta(seconds=1), "NG", "USD"),  # after: out
+    ]:
+        TransactionFactory(owner=alice, customer_id="C", timestamp=when, country=country, currency=currency)
+    TransactionFactory(owner=alice, customer_id="other", timestamp=t - timedelta(days=1), country="NG", currency="USD")
+    cases = {
+        ("NG", "USD"): (1.0, 1.0, 0.0, 0.0),  # a first in both: new, and no share
+        ("GB", "GBP"): (0.0, 0.0, 0.25, 0.25),
+        ("IT", "EUR"): (0.0, 0.0, 0.75, 0.75),
+        ("NG", "NGN"): (1.0, 1.0, 0.0, 0.0),  # the NGN payment 30 days and 1 µs before is out
+    }
+    targets = {
+        key: TransactionFactory(owner=alice, customer_id="C", timestamp=t, country=key[0], currency=key[1])
+        for key in cases
+    }
+    nobody = TransactionFactory(owner=alice, customer_id="new", timestamp=t, country="NG", currency="USD")
+    offline = offline_by_id()
+    col = fx.FEATURE_INDEX
+    for key, expected in cases.items():
+        on = online(targets[key])
+        np.testing.assert_array_equal(on, offline[targets[key].pk])
+        assert tuple(float(on[col[name]]) for name in V4_FEATURES) == expected, key
+    # Without history nothing is a change of habit: new by definition, with a share of 1.
+    on = online(nobody)
+    np.testing.assert_array_equal(on, offline[nobody.pk])
+    assert tuple(float(on[col[name]]) for name in V4_FEATURES) == (1.0, 1.0, 1.0, 1.0)
+    # The read brings the currencies beside the countries (the reasons name them).
+    read = read_online(pending(targets[("NG", "USD")]), label_delay_days=DELAY)
+    assert read.customer_currencies_30d == {"EUR", "GBP"} and read.customer_countries_30d == {"IT", "GB"}
