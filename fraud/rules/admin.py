@@ -8,9 +8,11 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 
 from fraud.models import DecisionThresholds, ListEntry, Rule
+from fraud.rules.selectors import thresholds_row
 from fraud.rules.services import (
     PolicyError,
     list_entry_add,
@@ -33,8 +35,31 @@ class DecisionThresholdsAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not DecisionThresholds.objects.exists()
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # One row, the one scoring uses: a list of it is a detour, so the thresholds open on
+        # their form (after a save too, which returns here).
+        if not self.has_view_or_change_permission(request):
+            return super().changelist_view(request, extra_context)
+        return redirect("admin:fraud_decisionthresholds_change", thresholds_row().pk)
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: DecisionThresholds | None = None,
+    ) -> HttpResponse:
+        if obj is not None and obj.pk and context["adminform"].form.errors:
+            # The form wrote the refused pair onto the row it shows; the page's heading and
+            # breadcrumb name the row, which must read as the pair still in force.
+            obj.refresh_from_db(fields=["review_threshold", "decline_threshold"])
+            context["subtitle"] = str(obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def save_model(self, request: HttpRequest, obj: DecisionThresholds, form: Any, change: bool) -> None:
         # The service validates the pair and tells every web process to re-read it.

@@ -117,6 +117,6 @@ def test_viewing_the_audit_log_is_itself_recorded(client, dave):
 
 
 def test_a_failed_change_leaves_no_audit_event(dave):
-    with pytest.raises(ValueError, match="thresholds"):
+    with pytest.raises(ValueError, match="must be lower than the decline threshold"):
         thresholds_update(review=0.9, decline=0.1, actor=dave)
     assert not events("thresholds.changed")

@@ -133,6 +133,8 @@ def test_the_thresholds_form_says_in_a_sentence_what_is_wrong_with_the_pair(clie
         "The review threshold must be lower than the decline threshold (0.9 ≥ 0.8)."
     ]
     assert "thresholds_ordered_in_unit_interval" not in page and "Constraint" not in page
+    # The heading names the pair in force, not the one refused.
+    assert f"<h2>{row}</h2>" in page and "review ≥ 0.9," not in page
 
     page = client.post(url, {"review_threshold": "0.2", "decline_threshold": "1.5"}).content.decode()
     assert _field_errors(page, "decline_threshold") == ["Thresholds are probabilities: between 0 and 1."]
@@ -149,6 +151,14 @@ def test_a_threshold_the_form_cannot_read_is_not_compared_with_the_stored_one(cl
     page = client.post(url, {"review_threshold": "0,5", "decline_threshold": "0.05"}).content.decode()
     assert _field_errors(page, "review_threshold") == ["Enter a number."]
     assert "must be lower" not in page and "Constraint" not in page
+
+
+def test_the_thresholds_open_on_their_form(client, dave):
+    row = thresholds_row()
+    client.login(username=dave.username, password=PASSWORD)
+    response = client.get("/admin/fraud/decisionthresholds/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/fraud/decisionthresholds/{row.pk}/change/"
 
 
 def test_a_good_pair_is_saved_through_the_service_and_audited(client, dave):
