@@ -99,7 +99,8 @@ def test_a_group_close_with_another_analysts_case_is_refused_and_says_why(consol
     erin = UserFactory(username="erin-analyst", role="analyst")
     anchor, theirs = case_of(alice, "C1"), case_of(alice, "C1", assignee=erin, status=CaseStatus.IN_REVIEW)
     page = console.get(f"/console/cases/{anchor.pk}/").content.decode()
-    assert f'name="related" value="{theirs.pk}"' not in page  # not offered
+    assert f'name="related" value="{theirs.pk}"' not in page  # not offered, and the page says why
+    assert "Cases another analyst has taken, or that are escalated, are closed on their own page." in page
     response = console.post(
         f"/console/cases/{anchor.pk}/close-group/",
         {"outcome": "legitimate", "related": [str(theirs.pk)]},
@@ -107,6 +108,15 @@ def test_a_group_close_with_another_analysts_case_is_refused_and_says_why(consol
     )
     assert f"Nothing was closed: case {theirs.pk} is assigned to erin-analyst." in response.content.decode()
     assert not Case.objects.filter(status=CaseStatus.CLOSED).exists()
+
+
+def test_another_analysts_case_offers_no_group_close_and_says_why(console, alice):
+    erin = UserFactory(username="erin-analyst", role="analyst")
+    theirs = case_of(alice, "C1", assignee=erin, status=CaseStatus.IN_REVIEW)
+    case_of(alice, "C1")
+    html = console.get(f"/console/cases/{theirs.pk}/").content.decode()
+    assert 'name="related"' not in html and "and ticked cases</button>" not in html
+    assert f"here case {theirs.pk} is assigned to erin-analyst." in text(html)
 
 
 @pytest.mark.parametrize(
