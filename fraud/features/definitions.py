@@ -127,7 +127,10 @@ REASON_GROUPS: tuple[ReasonGroup, ...] = (
     ReasonGroup("RAPID_SUCCESSION", ("log_secs_since_prev",)),
     ReasonGroup("CUSTOMER_HISTORY", ("c_n_7d", "c_n_30d", "c_avg_1d", "c_avg_7d", "c_avg_30d", "spend_shift_7d")),
     ReasonGroup("NEW_MERCHANT_FOR_CUSTOMER", ("new_merchant_30d",)),
-    ReasonGroup("NEW_COUNTRY_FOR_CUSTOMER", ("new_country_30d",)),
+    # The share beside the first-time flag: the model reads "2 of 37 payments there" as well as
+    # "none", and neutralising one without the other would leave it the same evidence.
+    ReasonGroup("NEW_COUNTRY_FOR_CUSTOMER", ("new_country_30d", "country_share_30d")),
+    ReasonGroup("NEW_CURRENCY_FOR_CUSTOMER", ("new_currency_30d", "currency_share_30d")),
     ReasonGroup(
         "MERCHANT_FRAUD_RATE",
         tuple(f"m_risk_{w}" for w in MERCHANT_RISK_WINDOWS) + tuple(f"m_fraud_n_{w}" for w in MERCHANT_RISK_WINDOWS),

@@ -66,8 +66,10 @@ def _build_online_sql(vendor: str) -> dict[str, OnlineQuery]:
     reading the merchant's raw history ("history") and the one reading its feature-store buckets
     (``fraud.features.buckets``) instead ("store"). Both also return the customer's countries of
     the last 30 days, for rules that read them (a second round trip before), and currencies, which
-    the reasons quote ("usually EUR"): two more aggregates over rows the statement reads anyway,
-    where a query of their own would be another round trip on every scored payment."""
+    the reasons name ("all 37 earlier payments in 30 days were in EUR"): aggregates over rows the
+    statement reads anyway, where a query of their own would be another round trip on every
+    scored payment. Reading the currency costs the customer part its index-only scan
+    (``tx_customer_cover`` does not include it): measured 0.02 ms → 0.15 ms for 79 rows."""
     table = Transaction._meta.db_table
     cust_cols, cust_params, names = [], [], []
     for w in fx.CUSTOMER_COUNT_WINDOWS:

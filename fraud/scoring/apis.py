@@ -23,6 +23,7 @@ from cipherguard.api import (
     problem_response,
     problems,
 )
+from fraud.features.definitions import REASON_GROUPS
 from fraud.models import DecidedBy, Decision, Label, LabelSource, Transaction
 from fraud.scoring.runtime import NoActiveModelError
 from fraud.scoring.services import IdempotencyConflictError, transaction_score, transactions_score_many
@@ -42,10 +43,16 @@ TRANSACTION_ID = path_identifier_schema("transaction_id", "The transaction_id th
 
 
 class ReasonSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    value = serializers.FloatField()
-    contribution = serializers.FloatField()
-    message = serializers.CharField()
+    """A factor that raised the score and reads as a risk (docs/model.md, "Reasons")."""
+
+    code = serializers.CharField(
+        help_text="stable, for clients to switch on: " + ", ".join(g.code for g in REASON_GROUPS)
+    )
+    value = serializers.FloatField(help_text="the figure the message quotes: a ratio, a count, a share, an amount")
+    contribution = serializers.FloatField(
+        help_text="the score minus the score with this factor set to an ordinary value (at least 0.01)"
+    )
+    message = serializers.CharField(help_text="for people: the risk, set against the customer's own habits")
 
 
 class RuleMatchSerializer(serializers.Serializer):

@@ -91,6 +91,7 @@ class OnnxScorer:
         if self.neutral.shape != (self.n_features,):
             raise ValueError("neutral_values must have one value per feature")
         index = {name: i for i, name in enumerate(feature_names)}
+        self.neutral_by_name = {name: float(self.neutral[i]) for name, i in index.items()}
         self._take: np.ndarray | None = None
         if input_names is not None and list(input_names) != list(feature_names):
             position = {name: i for i, name in enumerate(input_names)}

@@ -89,25 +89,33 @@ def _scored(
     shadow: ActiveModel | None = None,
     shadow_score: float | None = None,
     countries: frozenset[str] | None = None,
+    currencies: frozenset[str] | None = None,
 ) -> Transaction:
     """An unsaved Transaction carrying its score, decision and reasons (and the shadow
-    challenger's score, which decides nothing)."""
+    challenger's score, which decides nothing). ``countries`` and ``currencies``: the customer's
+    of the last 30 days when the feature read brought them (the reasons name them)."""
     score = round(min(1.0, max(0.0, float(score))), 6)  # stored exactly as returned
-    contributions = model.scorer.top_contributions(deltas, settings.FRAUD_REASONS_TOP_K)
-    channel = data.get("channel") or ""
-    context = {
-        "amount": str(data["amount"]),
-        "currency": data["currency"],
-        "country": data["country"],
-        "channel": channel,
-    }
+    # Every group that raised the score, largest first: the reasons keep the first few that read
+    # as a risk, so a group without a sentence leaves its place to the next.
+    contributions = model.scorer.top_contributions(deltas, len(model.scorer.groups))
+    typical = model.scorer.neutral_by_name.get("amount_log")
+    context = reason_text.Context(
+        amount=data["amount"],
+        currency=data["currency"],
+        country=data["country"],
+        channel=data.get("channel") or "",
+        timestamp=data["timestamp"],
+        customer_countries=countries,
+        customer_currencies=currencies,
+        typical_amount=float(np.expm1(typical)) if typical is not None else None,
+    )
     outcome = _policy_outcome(client, data, pending, features, score, thresholds.decide(score), scored_at, countries)
     return transaction_from_body(
         owner=client,
         data=data,
         card_fingerprint=pending.card_fingerprint,
         fraud_score=score,
-        reasons=reason_text.describe(contributions, features, context),
+        reasons=reason_text.describe(contributions, features, context, limit=settings.FRAUD_REASONS_TOP_K),
         model_version_id=model.id,
         scored_at=scored_at,
         shadow_score=round(float(shadow_score), 6) if shadow is not None and shadow_score is not None else None,
@@ -211,6 +219,7 @@ def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
         thresholds=thresholds,
         scored_at=timezone.now(),
         countries=read.customer_countries_30d,
+        currencies=read.customer_currencies_30d,
     )
     # The transaction and its case commit together. An approved transaction has no case: alone,
     # its INSERT commits on its own, without BEGIN and COMMIT round trips (most traffic). Inside a
