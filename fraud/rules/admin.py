@@ -10,7 +10,11 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from cipherguard.admin_display import EMPTY, truncated, two_lines
 from fraud.models import DecisionThresholds, ListEntry, Rule
 from fraud.rules.selectors import thresholds_row
 from fraud.rules.services import (
@@ -114,8 +118,10 @@ class RuleForm(forms.ModelForm):
 
 @admin.register(ListEntry)
 class ListEntryAdmin(admin.ModelAdmin):
-    list_display = ("display", "kind", "action", "overriding", "owner", "reason", "expires_at", "created_by",
-                    "created_at", "removed_at")  # fmt: skip
+    # Short columns, so the list fits a laptop's width beside the admin's sidebars; long values
+    # are cut, whole in the title.
+    list_display = ("entry", "what", "client", "why", "added", "state")
+    list_select_related = ("owner", "created_by")
     list_filter = ("kind", "action", ("removed_at", admin.EmptyFieldListFilter))
     search_fields = ("display", "reason")
     actions = ["remove"]
@@ -153,6 +159,38 @@ class ListEntryAdmin(admin.ModelAdmin):
             return
         obj.pk = saved.pk
 
+    @admin.display(description="Entry", ordering="display")
+    def entry(self, obj: ListEntry) -> SafeString | str:
+        return truncated(obj.display, 22)
+
+    @admin.display(description="What", ordering="kind")
+    def what(self, obj: ListEntry) -> SafeString:
+        return two_lines(
+            f"{obj.get_action_display()} {obj.get_kind_display().lower()}",
+            "beats block entries" if obj.overriding else None,
+        )
+
+    @admin.display(description="Client", ordering="owner__username")
+    def client(self, obj: ListEntry) -> SafeString | str:
+        return truncated(obj.owner.get_username(), 16) if obj.owner else "every client"
+
+    @admin.display(description="Reason")
+    def why(self, obj: ListEntry) -> SafeString | str:
+        return truncated(obj.reason, 36)
+
+    @admin.display(description="Added", ordering="created_at")
+    def added(self, obj: ListEntry) -> SafeString:
+        by = truncated(obj.created_by.get_username(), 16) if obj.created_by else EMPTY
+        return two_lines(by, f"{timezone.localtime(obj.created_at):%Y-%m-%d}")
+
+    @admin.display(description="Status", ordering="removed_at")
+    def state(self, obj: ListEntry) -> SafeString:
+        if obj.removed_at is not None:
+            return two_lines("Removed", f"{timezone.localtime(obj.removed_at):%Y-%m-%d}")
+        if obj.expires_at is not None:
+            return two_lines("Live", f"until {timezone.localtime(obj.expires_at):%Y-%m-%d}")
+        return two_lines("Live", None)
+
     @admin.action(description="Remove the selected entries (kept, audited)")
     def remove(self, request: HttpRequest, queryset: QuerySet[ListEntry]) -> None:
         for entry in queryset.filter(removed_at__isnull=True):
@@ -162,8 +200,10 @@ class ListEntryAdmin(admin.ModelAdmin):
 
 @admin.register(Rule)
 class RuleAdmin(admin.ModelAdmin):
-    list_display = ("name", "version", "status", "action", "priority", "shadow", "condition", "created_by",
-                    "activated_at")  # fmt: skip
+    # Short columns, so the list fits a laptop's width beside the admin's sidebars; a long name or
+    # condition is cut, whole in the title.
+    list_display = ("rule", "state", "action", "priority", "condition_start", "activated")
+    list_select_related = ("activated_by",)
     list_filter = ("status", "action", "shadow")
     search_fields = ("name", "condition")
     form = RuleForm
@@ -194,6 +234,25 @@ class RuleAdmin(admin.ModelAdmin):
         obj.pk, obj.version = saved.pk, saved.version
         if change:
             self.message_user(request, f"Saved as {saved}: activate it to replace the live version.", messages.INFO)
+
+    @admin.display(description="Rule", ordering="name")
+    def rule(self, obj: Rule) -> SafeString:
+        return two_lines(truncated(obj.name, 28), f"version {obj.version}")
+
+    @admin.display(description="Status", ordering="status")
+    def state(self, obj: Rule) -> SafeString:
+        return two_lines(obj.get_status_display(), "shadow: decides nothing" if obj.shadow else None)
+
+    @admin.display(description="Condition")
+    def condition_start(self, obj: Rule) -> SafeString:
+        return format_html("<code>{}</code>", truncated(obj.condition, 36))
+
+    @admin.display(description="Activated", ordering="activated_at")
+    def activated(self, obj: Rule) -> SafeString | str:
+        if obj.activated_at is None:
+            return EMPTY
+        by = obj.activated_by.get_username() if obj.activated_by else ""
+        return two_lines(f"{timezone.localtime(obj.activated_at):%Y-%m-%d}", truncated(by, 16) if by else None)
 
     @admin.action(description="Activate the selected versions (admins only)")
     def activate(self, request: HttpRequest, queryset: QuerySet[Rule]) -> None:

@@ -152,3 +152,37 @@ def test_an_admin_fixes_the_thresholds_reads_a_models_figures_and_the_lists_fit(
     assert cut.inner_text().endswith("…")
     assert page.locator("#result_list", has_text="thresholds.changed").count() == 1
     page.screenshot(path=str(shots / "audit-events.png"))
+
+
+def test_the_transaction_rule_and_list_pages_fit_a_laptop_too(live_server, browser_page, dave, tmp_path):
+    from fraud.rules.services import list_entry_add, rule_save
+    from tests.factories import TransactionFactory
+
+    processor = UserFactory(username="payments-processor-eu-west-1-production-client", role=Role.API_CLIENT)
+    for n in range(20):
+        TransactionFactory(
+            owner=processor,
+            transaction_id=f"3f1c9a52-7d4e-4b8a-9e61-{n:012d}",
+            customer_id=f"customer-{n:04d}-" + "8" * 40,
+            merchant_id="merchant-" + "5" * 40,
+            amount="1234567.89",
+            fraud_score=0.912345,
+            decision="decline",
+        )
+    rule_save(actor=dave, name="Large first payment abroad at an online merchant the customer never used", action="review",
+              condition="amount > 5000 and country == 'NG' and channel == 'online' and merchant_id == 'M00042'")  # fmt: skip
+    list_entry_add(actor=dave, kind="customer", value="customer-0001-" + "8" * 40, action="block", owner=processor,
+                   reason="Chargeback ring reported by the issuer on 2026-03-10; see the case for the evidence")  # fmt: skip
+    page = browser_page
+    page.set_viewport_size({"width": WIDTH, "height": 900})
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", dave.username)
+    page.fill("#id_password", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    shots = _shots() or tmp_path
+    for name, rows in (("transaction", 20), ("rule", 1), ("listentry", 1)):
+        page.goto(f"{live_server.url}/admin/fraud/{name}/")
+        width = page.evaluate(OVERFLOW)
+        page.screenshot(path=str(shots / f"{name}s.png"))
+        assert width == {"page": WIDTH, "table": 0, "rows": rows}, (name, width)

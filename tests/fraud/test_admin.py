@@ -198,3 +198,19 @@ def test_the_list_form_says_a_constraint_as_a_sentence_and_each_refusal_once(cli
     assert _field_errors(page, "reason") == ["This field is required."]
     assert "Constraint" not in page
     assert not ListEntry.objects.exists()
+
+
+def test_a_transactions_page_names_its_model_without_reading_the_artifact(client, dave):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import TransactionFactory
+
+    version = ModelVersionFactory(version="fb-20260312-031457-907311", artifact=b"\0" * 1024)
+    tx = TransactionFactory(model_version=version, fraud_score=0.91, decision="decline")
+    client.login(username=dave.username, password=PASSWORD)
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(f"/admin/fraud/transaction/{tx.pk}/change/").content.decode()
+    assert "fb-20260312-031457-907311" in page
+    selected = [q["sql"].split(" FROM ")[0] for q in queries.captured_queries]
+    assert not any('."artifact"' in columns for columns in selected)
