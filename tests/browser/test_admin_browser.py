@@ -184,5 +184,5 @@ def test_the_transaction_rule_and_list_pages_fit_a_laptop_too(live_server, brows
     for name, rows in (("transaction", 20), ("rule", 1), ("listentry", 1)):
         page.goto(f"{live_server.url}/admin/fraud/{name}/")
         width = page.evaluate(OVERFLOW)
-        page.screenshot(path=str(shots / f"{name}s.png"))
+        page.screenshot(path=str(shots / f"{name}-list.png"))
         assert width == {"page": WIDTH, "table": 0, "rows": rows}, (name, width)
