@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -30,7 +32,8 @@ EXPECTED = {
     ("POST", "/console/"): (405, 405, 405, 405),
     ("GET", "/admin/"): ("login", "login", "login", 200),
     ("GET", "/admin/audit/auditevent/"): ("login", "login", "login", 200),
-    ("GET", "/admin/fraud/decisionthresholds/"): ("login", "login", "login", 200),
+    # The thresholds are one row: their list opens straight on its form.
+    ("GET", "/admin/fraud/decisionthresholds/"): ("login", "login", "login", "thresholds-form"),
     ("GET", "/admin/accounts/user/"): ("login", "login", "login", 200),
 }
 ROLES = ["anonymous", "api_client", "analyst", "admin"]
@@ -61,6 +64,10 @@ def test_role_access(db, method, url, role, expected, alice, carol, dave):
 
     if expected == "login":
         assert response.status_code == 302 and "login" in response["Location"]
+    elif expected == "thresholds-form":
+        assert response.status_code == 302
+        assert re.fullmatch(r"/admin/fraud/decisionthresholds/\d+/change/", response["Location"])
+        assert client.get(response["Location"]).status_code == 200
     elif expected == "ok-redirect":
         assert response.status_code == 302 and response["Location"].startswith("/console/")
     else:
