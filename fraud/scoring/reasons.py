@@ -187,8 +187,9 @@ def _velocity(row: np.ndarray, ctx: Context) -> Said:
 
 def _succession(row: np.ndarray, ctx: Context) -> Said:
     gap = math.expm1(_f(row, "log_secs_since_prev"))
-    if gap >= MAX_GAP_SECONDS - 1:
-        return round(gap), FIRST_SEEN
+    # The count, not the gap: the longest gap comes back from float32 a second or two short.
+    if _f(row, "c_n_30d") == 0:
+        return round(MAX_GAP_SECONDS), FIRST_SEEN
     usual = _usual_per_day(row)
     usual_gap = 86400 / usual if usual else None
     if gap < 3600 and (usual_gap is None or gap < usual_gap / 4):

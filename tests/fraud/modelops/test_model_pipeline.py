@@ -42,6 +42,20 @@ def test_the_generator_mixes_every_fraud_scenario_at_a_realistic_rate(small_hist
     )
 
 
+def test_a_foreign_cash_out_is_in_the_local_currency_and_every_other_payment_in_its_countrys(small_history):
+    from fraud.modelops.generator import CURRENCY, LOCAL_CURRENCY, WHOLE_UNIT_CURRENCIES
+    from fraud.transactions.validation import currency_codes
+
+    g = small_history
+    cash_outs = [i for i, s in enumerate(g.scenario) if s == "foreign_cash_out"]
+    assert cash_outs and all(g.currency[i] == LOCAL_CURRENCY[g.country[i]] for i in cash_outs)
+    others = [i for i, s in enumerate(g.scenario) if s != "foreign_cash_out"]
+    assert all(g.currency[i] == CURRENCY.get(g.country[i], "EUR") for i in others)
+    assert set(g.currency) <= currency_codes()
+    # A currency without a minor unit gets whole amounts, as the scoring API requires.
+    assert all(g.amount[i] == round(g.amount[i]) for i in range(len(g)) if g.currency[i] in WHOLE_UNIT_CURRENCIES)
+
+
 def test_onnx_and_scikit_learn_probabilities_agree_on_the_validation_set(trained_artifact, scorer):
     onnx_scores = scorer.predict(trained_artifact.x_validation)
     assert len(onnx_scores) > 1000
