@@ -33,8 +33,13 @@ run: migrate  ## install, migrate, create demo data/model/users on first run, se
 worker: migrate  ## a Celery worker alone (production runs these separately from the web servers)
 	$(BIN)/celery -A cipherguard worker --concurrency=2 --loglevel=INFO
 
-test: install  ## run the test suite (SQLite by default; DATABASE_URL/REDIS_URL select real services)
-	$(BIN)/pytest $(PYTEST_ARGS)
+# On the embedded default (SQLite, in-memory broker and cache) every test worker has its own
+# database and nothing else is shared, so the suite runs on every core. Against real services
+# (CI) one process: workers would share Redis's cache keys and a real Celery worker's queue.
+TEST_WORKERS ?= $(if $(DATABASE_URL)$(REDIS_URL)$(CELERY_BROKER_URL),0,auto)
+
+test: install  ## run the test suite (SQLite by default, on every core; DATABASE_URL/REDIS_URL select real services)
+	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: install  ## load CipherGuard on this machine (PostgreSQL, Redis, wrk) and print the table; see bench/run.py
 	@command -v wrk >/dev/null 2>&1 || { if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi; }
