@@ -175,8 +175,8 @@ class Transaction(models.Model):
             # scan: 0.4 ms instead of 2.2 ms for a merchant's 37 days of ~240 rows).
             models.Index(
                 fields=["owner", "customer_id", "-timestamp"],
-                include=["amount", "merchant_id", "country"],
-                name="tx_customer_cover",
+                include=["amount", "merchant_id", "country", "currency"],
+                name="tx_customer_cover_cur",
             ),
             models.Index(
                 fields=["owner", "merchant_id", "-timestamp"], include=["label", "label_time"], name="tx_merchant_cover"

@@ -100,7 +100,7 @@ class CustomerHistory:
 
 def customer_history(*, tx: Transaction, limit: int = 20, context: int = 500) -> CustomerHistory:
     """``limit`` payments for the timeline, judged against up to ``context`` payments before
-    them (same API client and customer): one index range read of ``tx_customer_cover``. A
+    them (same API client and customer): one index range read of ``tx_customer_cover_cur``. A
     customer with more history than that is judged on their last ``context`` payments: "new"
     then means "not in their last 500 payments", which is what an analyst would check anyway."""
     rows = list(
