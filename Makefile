@@ -39,7 +39,7 @@ worker: migrate  ## a Celery worker alone (production runs these separately from
 TEST_WORKERS ?= $(if $(DATABASE_URL)$(REDIS_URL)$(CELERY_BROKER_URL),0,auto)
 
 test: install  ## run the test suite (SQLite by default, on every core; DATABASE_URL/REDIS_URL select real services)
-	$(BIN)/pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: install  ## load CipherGuard on this machine (PostgreSQL, Redis, wrk) and print the table; see bench/run.py
 	@command -v wrk >/dev/null 2>&1 || { if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi; }
