@@ -91,7 +91,11 @@ class OnnxScorer:
         if self.neutral.shape != (self.n_features,):
             raise ValueError("neutral_values must have one value per feature")
         index = {name: i for i, name in enumerate(feature_names)}
-        self.neutral_by_name = {name: float(self.neutral[i]) for name, i in index.items()}
+        # The training median amount, which the amount-level reason compares with: once per model,
+        # not per scored payment.
+        self.typical_amount = (
+            float(np.expm1(float(self.neutral[index["amount_log"]]))) if "amount_log" in index else None
+        )
         self._take: np.ndarray | None = None
         if input_names is not None and list(input_names) != list(feature_names):
             position = {name: i for i, name in enumerate(input_names)}

@@ -98,7 +98,6 @@ def _scored(
     # Every group that raised the score, largest first: the reasons keep the first few that read
     # as a risk, so a group without a sentence leaves its place to the next.
     contributions = model.scorer.top_contributions(deltas, len(model.scorer.groups))
-    typical = model.scorer.neutral_by_name.get("amount_log")
     context = reason_text.Context(
         amount=data["amount"],
         currency=data["currency"],
@@ -107,7 +106,7 @@ def _scored(
         timestamp=data["timestamp"],
         customer_countries=countries,
         customer_currencies=currencies,
-        typical_amount=float(np.expm1(typical)) if typical is not None else None,
+        typical_amount=model.scorer.typical_amount,
     )
     outcome = _policy_outcome(client, data, pending, features, score, thresholds.decide(score), scored_at, countries)
     return transaction_from_body(

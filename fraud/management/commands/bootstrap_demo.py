@@ -20,7 +20,7 @@ from accounts.services import user_create
 from fraud.features import definitions as fx
 from fraud.modelops.generator import Generated, default_start, generate
 from fraud.modelops.services.drift import drift_report_compute
-from fraud.modelops.services.history import history_generate, history_replay
+from fraud.modelops.services.history import history_score, history_write
 from fraud.modelops.services.lifecycle import model_train
 from fraud.models import Case, DriftReport, ModelStatus, ModelVersion, Transaction
 
@@ -110,7 +110,7 @@ class Command(BaseCommand):
         with self._step("demo history") as done:
             if not Transaction.objects.filter(owner=client).exists():
                 data = generate(start=start, **DEMO_HISTORY)
-                written = history_generate(owner=client, start=start, until=replay_from, data=data, **DEMO_HISTORY)
+                written = history_write(owner=client, data=data, until=replay_from)
                 done.append(
                     f"generated {written:,} labelled transactions, {DEMO_HISTORY['days'] - 1} days of "
                     f"{DEMO_HISTORY['customers']:,} customers at {DEMO_HISTORY['merchants']} merchants"
@@ -129,7 +129,8 @@ class Command(BaseCommand):
         # would then replay again.)
         with self._step("yesterday's traffic") as done:
             if not demo_history(client=client).filter(timestamp__gte=replay_from).exists():
-                scored = history_replay(owner=client, start=start, since=replay_from, data=data, **DEMO_HISTORY)
+                data = data or generate(start=start, **DEMO_HISTORY)
+                scored = history_score(owner=client, data=data, since=replay_from)
                 flagged = demo_history(client=client).filter(timestamp__gte=replay_from).exclude(decision="approve")
                 done.append(
                     f"replayed {scored:,} transactions through the batch scoring path; {flagged.count():,} "

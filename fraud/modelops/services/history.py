@@ -267,21 +267,17 @@ def _generated_body(data: Generated, i: int) -> dict[str, Any]:
 
 
 def history_generate(
-    *,
-    owner: User,
-    days: int,
-    customers: int,
-    merchants: int,
-    seed: int,
-    start: datetime,
-    until: datetime | None = None,
-    data: Generated | None = None,
+    *, owner: User, days: int, customers: int, merchants: int, seed: int, start: datetime, until: datetime | None = None
 ) -> int:
     """Write a synthetic labelled history for ``owner`` (see ``fraud.modelops.generator``), optionally
     only the rows before ``until``. Returns how many rows are new; rows that already exist (same
-    owner and id) are skipped, so the same command twice writes nothing the second time.
-    ``data``: the generator's output for these arguments, when the caller already has it."""
-    data = data or generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
+    owner and id) are skipped, so the same command twice writes nothing the second time."""
+    data = generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
+    return history_write(owner=owner, data=data, until=until)
+
+
+def history_write(*, owner: User, data: Generated, until: datetime | None = None) -> int:
+    """``history_generate`` for a caller that already has the generator's output."""
     limit = fx.to_epoch_us(until) if until else None
     existing = Transaction.objects.owned_by(owner.pk).count()
     batch: list[Transaction] = []
@@ -308,21 +304,18 @@ def history_generate(
 
 
 def history_replay(
-    *,
-    owner: User,
-    days: int,
-    customers: int,
-    merchants: int,
-    seed: int,
-    start: datetime,
-    since: datetime,
-    data: Generated | None = None,
+    *, owner: User, days: int, customers: int, merchants: int, seed: int, start: datetime, since: datetime
 ) -> int:
     """Score the generated rows from ``since`` on through the batch scoring path (as a client's
     batch calls would send them, 1,000 at a time in time order), labels withheld: they are for
     analysts to find. The demo uses it so the console starts with real cases. Returns how many
-    were newly scored (``data`` as for ``history_generate``)."""
-    data = data or generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
+    were newly scored."""
+    data = generate(start=start, days=days, customers=customers, merchants=merchants, seed=seed)
+    return history_score(owner=owner, data=data, since=since)
+
+
+def history_score(*, owner: User, data: Generated, since: datetime) -> int:
+    """``history_replay`` for a caller that already has the generator's output."""
     first = fx.to_epoch_us(since)
     bodies = [_generated_body(data, i) for i in range(len(data)) if data.ts_us[i] >= first]
     scored = 0
