@@ -185,9 +185,32 @@ class StrictSerializer(serializers.Serializer):
         name = cls.__name__.removesuffix("Serializer")
         STRICT_COMPONENTS.update({name, f"{name}Request"})
 
+    # A JSON body's values must have the JSON type the schema states. DRF's fields coerce (the
+    # number 42 becomes the text "42", 1 or "yes" becomes true): a client sending the wrong type
+    # has a bug it should hear about, and the schema would otherwise promise what we do not check.
+    # A serializer fed query parameters, which are all text, turns this off.
+    json_types = True
+
+    def _type_errors(self, data: dict[Any, Any]) -> dict[str, list[str]]:
+        errors: dict[str, list[str]] = {}
+        for name, field in self.fields.items():
+            raw = data.get(name)
+            if field.read_only or raw is None:
+                continue
+            if isinstance(field, serializers.CharField) and not isinstance(raw, str):
+                errors[name] = ["Must be a string."]
+            elif isinstance(field, serializers.BooleanField) and not isinstance(raw, bool):
+                errors[name] = ["Must be true or false."]
+            elif isinstance(field, serializers.IntegerField) and (isinstance(raw, bool) or not isinstance(raw, int)):
+                errors[name] = ["Must be a whole number."]
+        return errors
+
     def to_internal_value(self, data: Any) -> Any:
-        unknown = sorted(set(data) - set(self.fields)) if isinstance(data, dict) else []
-        errors = {name: ["Unknown field."] for name in unknown}
+        errors: dict[str, list[str]] = {}
+        if isinstance(data, dict):
+            errors = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
+            if self.json_types:
+                errors |= self._type_errors(data)
         try:
             value = super().to_internal_value(data)
         except serializers.ValidationError as exc:

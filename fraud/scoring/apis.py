@@ -146,6 +146,8 @@ class CursorField(serializers.CharField):
 
 
 class TransactionFilterSerializer(StrictSerializer):
+    json_types = False  # query parameters: text, read by each field
+
     decision = serializers.ChoiceField(choices=Decision.choices, required=False)
     customer_id = IdentifierField(required=False)
     since = AwareTimestampField(required=False)

@@ -126,11 +126,16 @@ class IdentifierField(serializers.CharField):
 
 # What the schema promises of an amount: above zero, at most 14 digits and 8 decimals. (How many
 # decimals a currency allows is checked against the currency and said in the description.)
+# A JSON number is read too (by its shortest printed form, so 125.5 is 125.5 exactly), so the
+# schema says both.
 AMOUNT_SCHEMA = {
-    "type": "string",
-    "pattern": r"^(?![0.]+$)[0-9]{1,14}(\.[0-9]{1,8})?$",
+    "anyOf": [
+        {"type": "string", "pattern": r"^(?![0.]+$)[0-9]{1,14}(\.[0-9]{1,8})?$"},
+        {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+    ],
     "example": "125.50",
-    "description": "a decimal above zero, as a string; no more decimals than the currency has (EUR 2, JPY 0)",
+    "description": "a decimal above zero, best as a string (a number is read as written, e.g. 125.5); no more "
+    "decimals than the currency has (EUR 2, JPY 0)",
 }
 
 

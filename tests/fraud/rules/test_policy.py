@@ -245,12 +245,17 @@ def test_a_client_blocks_its_own_card_through_the_api_and_the_next_payment_is_de
         ({"kind": "customer", "value": "C1", "action": "ban", "reason": "x"}, "action"),
         ({"kind": "customer", "value": "C1", "action": "block"}, "reason"),
         ({"kind": "customer", "value": "C1", "action": "block", "reason": "x", "extra": 1}, "extra"),
+        # The schema's JSON types, not DRF's coercions: 3457 is not the text "3457", 1 is not true.
+        ({"kind": "merchant", "value": "u", "action": "block", "reason": 3457}, "reason"),
+        ({"kind": "merchant", "value": 42, "action": "block", "reason": "x"}, "value"),
+        ({"kind": "customer", "value": "C1", "action": "allow", "reason": "x", "overriding": 1}, "overriding"),
+        ({"kind": "customer", "value": "C1", "action": "allow", "reason": "x", "overriding": "true"}, "overriding"),
     ],
 )
 def test_bad_list_requests_get_a_400_naming_the_field(alice_api, payload, field):
     response = alice_api.post("/api/v1/lists/", payload, format="json")
     assert response.status_code == 400
-    assert field in response.json()["errors"]
+    assert list(response.json()["errors"]) == [field]
     assert not ListEntry.objects.exists()
 
 

@@ -48,6 +48,7 @@ FUTURE = (timezone.now() + timedelta(days=1)).isoformat()
         ("customer_id", 12345),
         ("merchant_id", "../etc/passwd"),
         ("channel", "carrier-pigeon"),
+        ("ip_address", 3232235777),  # 192.168.1.1 as a number: the schema says a string
     ],
 )
 def test_an_invalid_field_is_rejected_by_name(alice_api, active_model, field, value):
