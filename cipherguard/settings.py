@@ -322,6 +322,8 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
         "daily-drift-report": {"task": "fraud.tasks.drift_report_daily", "schedule": crontab(hour=1, minute=10)},
         # Every 5 minutes by default (AUDIT_CHECKPOINT_SECONDS): seal the audit chain head into the log and a file.
         "audit-checkpoint": {"task": "audit.tasks.audit_checkpoint_write", "schedule": float(AUDIT_CHECKPOINT_SECONDS)},
+        # Every 5 s: send webhook deliveries that are due (retries, and any whose worker died).
+        "webhook-sweep": {"task": "fraud.tasks.webhooks_send_due", "schedule": 5.0},
     }
     if RETRAIN_SCHEDULE != "off":
         # Every Monday at 03:00 by default: train a candidate and compare it with the live model.
@@ -495,6 +497,30 @@ RATE_LIMIT_USER_PER_HOUR = env_int("RATE_LIMIT_USER_PER_HOUR", 1000, minimum=1)
 RATE_LIMIT_BURST_PER_SECOND = env_int("RATE_LIMIT_BURST_PER_SECOND", 20, minimum=1)
 RATELIMIT_ENABLE = RATE_LIMIT_ENABLED
 RATELIMIT_USE_CACHE = "default"
+
+# --- Webhooks ----------------------------------------------------------------------------------
+# The version stamped on every event; a payload's documented shape changes only with it.
+WEBHOOK_API_VERSION = "2026-12-01"
+# Production posts to https only; development and tests may use http.
+WEBHOOKS_HTTPS_ONLY = env_bool("WEBHOOKS_HTTPS_ONLY", IS_PRODUCTION)
+# The SSRF guard refuses private, loopback, link-local and reserved addresses, at save and before
+# every delivery. An operator may trust some networks anyway (CIDR list, e.g. an internal receiver).
+WEBHOOKS_ALLOWED_NETWORKS = env_list("WEBHOOKS_ALLOWED_NETWORKS", [])
+WEBHOOK_CONNECT_TIMEOUT = env_float("WEBHOOK_CONNECT_TIMEOUT", 3.0, minimum=0.1, maximum=30.0)
+WEBHOOK_READ_TIMEOUT = env_float("WEBHOOK_READ_TIMEOUT", 10.0, minimum=0.1, maximum=60.0)
+# A worker holds a delivery this long; if it dies mid-send, the next sweep sends it again after.
+# Longer than a whole attempt (connect + read timeouts), so a slow answer is never sent twice.
+WEBHOOK_LEASE_SECONDS = env_int("WEBHOOK_LEASE_SECONDS", 60, minimum=5)
+# Seconds to wait after each failed attempt (Standard Webhooks' schedule, ±20 % jitter): eight
+# attempts over about 28 hours, then the delivery is given up (and can be re-sent by hand).
+WEBHOOK_RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
+# An endpoint whose every delivery has failed for this long is disabled, and says why.
+WEBHOOK_DISABLE_AFTER_HOURS = env_int("WEBHOOK_DISABLE_AFTER_HOURS", 24, minimum=1)
+# After a rotation the previous secret keeps signing for this long (a client may ask for less).
+WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24, minimum=0, maximum=24 * 7)
+WEBHOOK_MAX_ENDPOINTS = env_int("WEBHOOK_MAX_ENDPOINTS", 10, minimum=1)
+# How many due deliveries one sweep hands to the workers.
+WEBHOOK_SWEEP_BATCH = 500
 
 # --- Metrics -----------------------------------------------------------------------------------
 # /metrics (Prometheus). With METRICS_TOKEN set, scrapes must send `Authorization: Bearer <token>`;

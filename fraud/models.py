@@ -640,3 +640,126 @@ class Backtest(models.Model):
 
     def __str__(self) -> str:
         return f"Backtest {self.pk} ({self.status})"
+
+
+class WebhookEventType(models.TextChoices):
+    TRANSACTION_FLAGGED = "transaction.flagged", "A transaction was declined or sent to review"
+    CASE_CLOSED = "case.closed", "An analyst closed a case"
+    TRANSACTION_LABELLED = "transaction.labelled", "A transaction was labelled fraud or legitimate"
+    BATCH_JOB_FINISHED = "batch_job.finished", "A batch job succeeded, failed or was cancelled"
+    MODEL_ACTIVATED = "model.activated", "A model version went live (admins' endpoints)"
+
+
+class WebhookEndpoint(models.Model):
+    """Where an API client (or an admin) wants events posted, and with what secret they are signed.
+
+    The secrets are stored encrypted (they must be read back to sign, so they cannot be hashed).
+    During a rotation both the new and the previous secret sign every message until
+    ``previous_secret_expires_at``, so a receiver can switch at its own pace."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="webhook_endpoints")
+    url = models.CharField(max_length=2000)
+    description = models.CharField(max_length=200, blank=True, default="")
+    event_types = models.JSONField(default=list)
+    enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=500, blank=True, default="")
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    # The first failure since the last success: an endpoint failing for WEBHOOK_DISABLE_AFTER is disabled.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    secret = models.TextField()
+    previous_secret = models.TextField(blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["owner", "enabled"], name="webhook_endpoint_owner")]
+
+    def __str__(self) -> str:
+        return f"Webhook endpoint {self.pk} ({self.url})"
+
+
+class WebhookEvent(models.Model):
+    """The outbox: one row per event, written in the same database transaction as the change
+    that caused it, so a rolled-back change leaves no event and a committed one always has it."""
+
+    event_id = models.UUIDField(unique=True)
+    type = models.CharField(max_length=40, choices=WebhookEventType.choices)
+    # The API client whose data it is; empty for platform events (a model going live).
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    api_version = models.CharField(max_length=16)
+    data = models.JSONField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="webhook_event_owner")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class WebhookDeliveryStatus(models.TextChoices):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up: retries exhausted, the endpoint answered 410, or it was disabled
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, and where its delivery stands. The worker that sends it first
+    takes a lease (``lease_until``) with a conditional UPDATE; a worker killed mid-send leaves the
+    row pending, and once the lease runs out the next sweep sends it again."""
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(
+        max_length=16, choices=WebhookDeliveryStatus.choices, default=WebhookDeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "endpoint"], name="webhook_delivery_once"),
+            models.CheckConstraint(
+                condition=Q(status__in=WebhookDeliveryStatus.values), name="webhook_delivery_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="webhook_delivery_due",
+                condition=Q(status=WebhookDeliveryStatus.PENDING),
+            ),
+            models.Index(fields=["endpoint", "-created_at"], name="webhook_delivery_endpoint"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery {self.pk} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One POST of a delivery: the delivery log an endpoint's owner reads."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    attempted_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True, default="")
+    duration_ms = models.FloatField()
+    response_excerpt = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        ordering = ["-attempted_at"]
+        indexes = [models.Index(fields=["delivery", "-attempted_at"], name="webhook_attempt_delivery")]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} of delivery {self.delivery_id}"
