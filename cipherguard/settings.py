@@ -324,6 +324,8 @@ def _beat_schedule() -> dict[str, dict[str, object]]:
         "audit-checkpoint": {"task": "audit.tasks.audit_checkpoint_write", "schedule": float(AUDIT_CHECKPOINT_SECONDS)},
         # Every 5 s: send webhook deliveries that are due (retries, and any whose worker died).
         "webhook-sweep": {"task": "fraud.tasks.webhooks_send_due", "schedule": 5.0},
+        # Every day at 02:40: drop webhook events older than WEBHOOK_RETENTION_DAYS that are settled.
+        "webhook-prune": {"task": "fraud.tasks.webhook_events_prune", "schedule": crontab(hour=2, minute=40)},
     }
     if RETRAIN_SCHEDULE != "off":
         # Every Monday at 03:00 by default: train a candidate and compare it with the live model.
@@ -521,6 +523,8 @@ WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24, minim
 WEBHOOK_MAX_ENDPOINTS = env_int("WEBHOOK_MAX_ENDPOINTS", 10, minimum=1)
 # How many due deliveries one sweep hands to the workers.
 WEBHOOK_SWEEP_BATCH = 500
+# The delivery log (events, deliveries, attempts) is kept this long, then pruned nightly.
+WEBHOOK_RETENTION_DAYS = env_int("WEBHOOK_RETENTION_DAYS", 30, minimum=1)
 
 # --- Metrics -----------------------------------------------------------------------------------
 # /metrics (Prometheus). With METRICS_TOKEN set, scrapes must send `Authorization: Bearer <token>`;

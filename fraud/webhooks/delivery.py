@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.exceptions import InvalidTag
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -104,23 +105,33 @@ def webhook_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
     except addresses.UnsafeDestinationError as exc:
         result = sender.PostResult(None, f"refused before sending: {exc}"[:300], 0.0, "")
     else:
-        body = event_body(event)
-        msg_id = str(event.event_id)
-        sent_at = timezone.now()
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(sent_at.timestamp())),
-            "webhook-signature": signing.signature(
-                signing_secrets=signing_secrets(endpoint, now=sent_at), msg_id=msg_id, timestamp=sent_at, body=body
-            ),
-        }
-        result = sender.post(
-            dest, address, body=body, headers=headers,
-            connect_timeout=settings.WEBHOOK_CONNECT_TIMEOUT, read_timeout=settings.WEBHOOK_READ_TIMEOUT,
-        )  # fmt: skip
+        result = _post(event, endpoint, dest, address)
     return _record(delivery, endpoint=endpoint, number=number, result=result)
+
+
+def _post(
+    event: WebhookEvent, endpoint: WebhookEndpoint, dest: addresses.Destination, address: str
+) -> sender.PostResult:
+    body = event_body(event)
+    msg_id = str(event.event_id)
+    sent_at = timezone.now()
+    try:
+        keys = signing_secrets(endpoint, now=sent_at)
+    except (LookupError, ValueError, InvalidTag):
+        # The secret was sealed under a key this deployment no longer has (ENCRYPTION_KEY changed
+        # without ENCRYPTION_OLD_KEYS): nothing can be signed, and an unsigned POST is never sent.
+        return sender.PostResult(None, "the signing secret cannot be opened: see the key rotation runbook", 0.0, "")
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": signing.signature(signing_secrets=keys, msg_id=msg_id, timestamp=sent_at, body=body),
+    }
+    return sender.post(
+        dest, address, body=body, headers=headers,
+        connect_timeout=settings.WEBHOOK_CONNECT_TIMEOUT, read_timeout=settings.WEBHOOK_READ_TIMEOUT,
+    )  # fmt: skip
 
 
 def _record(
@@ -259,3 +270,13 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: User) -> Webhoo
         transaction.on_commit(lambda: deliveries_enqueue([delivery.pk]))
     delivery.refresh_from_db()
     return delivery
+
+
+def webhook_events_prune(*, older_than_days: int | None = None) -> int:
+    """Delete events (with their deliveries and attempt logs) older than the retention, once none
+    of their deliveries is still pending; returns how many events went."""
+    days = settings.WEBHOOK_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    old = WebhookEvent.objects.filter(created_at__lt=cutoff).exclude(deliveries__status=WebhookDeliveryStatus.PENDING)
+    deleted, per_model = old.delete()
+    return per_model.get(WebhookEvent._meta.label, 0)

@@ -22,3 +22,8 @@ def webhooks_send_due() -> int:
     due = delivery.webhook_deliveries_due()
     deliveries_enqueue(due)
     return len(due)
+
+
+@shared_task(name="fraud.tasks.webhook_events_prune")
+def webhook_events_prune() -> int:
+    return delivery.webhook_events_prune()

@@ -257,3 +257,30 @@ def test_only_admins_subscribe_to_model_activations(alice, dave, receiver):
     webhook_endpoint_create(owner=dave, url=receiver.url, event_types=[WebhookEventType.MODEL_ACTIVATED])
     deliveries_made = record(None, event_type=WebhookEventType.MODEL_ACTIVATED)
     assert [d.endpoint.owner for d in deliveries_made] == [dave]
+
+
+def test_a_secret_sealed_under_a_lost_key_is_never_sent_unsigned(alice, receiver, settings):
+    webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
+    [pending] = record(alice)
+    settings.ENCRYPTION_KEY, settings.ENCRYPTION_OLD_KEYS = "another-key-entirely", ()
+    deliveries.secret_box.cache_clear()
+    try:
+        [outcome] = deliveries.webhook_deliveries_send(delivery_ids=[pending.pk])
+    finally:
+        deliveries.secret_box.cache_clear()
+
+    assert outcome.status == "retry"
+    assert receiver.requests == []
+    assert "cannot be opened" in WebhookAttempt.objects.get().error
+
+
+def test_settled_events_past_the_retention_are_pruned_and_pending_ones_kept(alice, receiver):
+    webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
+    delivered, waiting = record(alice, n=2)
+    deliveries.webhook_deliveries_send(delivery_ids=[delivered.pk])
+
+    with time_machine.travel(timezone.now() + timedelta(days=31), tick=False):
+        assert deliveries.webhook_events_prune() == 1
+
+    assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [waiting.pk]
+    assert not WebhookAttempt.objects.exists()
