@@ -1,13 +1,14 @@
 """The fraud app's state metrics, read from the database and the broker at scrape time (the
 kernel's ``/metrics`` asks ``FraudConfig.state_collectors`` for them): open and overdue cases, the
-live model's precision and recall, drift, batch-job progress, queue length. Cached briefly in the
-shared cache, so several replicas scraped every 15 s do not repeat the same aggregate queries."""
+live model's precision and recall, drift, batch-job progress, queue length, the webhook backlog and
+endpoints. Cached briefly in the shared cache, so several replicas scraped every 15 s do not
+repeat the same aggregate queries."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -30,11 +31,16 @@ from fraud.models import (
     ModelStatus,
     ModelVersion,
     Transaction,
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
 )
 
 logger = logging.getLogger(__name__)
 
-STATE_CACHE_KEY = "metrics:state:v1"
+# Versioned: a replica of the previous release reading a newer replica's cached state (or the
+# reverse, during a rolling deploy) would miss keys.
+STATE_CACHE_KEY = "metrics:state:v2"
 
 
 def _state() -> dict[str, Any]:
@@ -94,8 +100,36 @@ def _state() -> dict[str, Any]:
         ]
         oldest_queued = BatchJob.objects.filter(status=BatchStatus.QUEUED).aggregate(t=Min("created_at"))["t"]
         state["batch_oldest_queued_age"] = (now - oldest_queued).total_seconds() if oldest_queued else 0.0
+        state["webhooks"] = _webhook_state(now)
     state["queue_length"] = _queue_length(settings.CELERY_TASK_DEFAULT_QUEUE)
     return state
+
+
+def _webhook_state(now: datetime) -> dict[str, Any]:
+    """Two aggregates: the pending deliveries (a small set the partial index webhook_delivery_due
+    holds) and the endpoints (a few per client)."""
+    pending = WebhookDelivery.objects.filter(status=WebhookDeliveryStatus.PENDING).aggregate(
+        first=Count("id", filter=Q(attempts=0)),
+        retry=Count("id", filter=Q(attempts__gt=0)),
+        # A delivery is created with its event, at the same instant: its created_at is the event's,
+        # without a join (a re-send keeps it too).
+        oldest=Min("created_at"),
+        due=Min("next_attempt_at"),
+    )
+    # Each endpoint in one state (aliases that are not field names, which aggregate() refuses).
+    endpoints = WebhookEndpoint.objects.aggregate(
+        healthy=Count("id", filter=Q(enabled=True, failing_since__isnull=True)),
+        failing=Count("id", filter=Q(enabled=True, failing_since__isnull=False)),
+        off=Count("id", filter=Q(enabled=False)),
+    )
+    return {
+        "backlog": {"first": pending["first"], "retry": pending["retry"]},
+        "oldest_age": max(0.0, (now - pending["oldest"]).total_seconds()) if pending["oldest"] else 0.0,
+        # A retry waiting for its time is not late; a delivery past its time that no worker has
+        # sent is: the workers are behind, stopped, or held by slow receivers.
+        "overdue": max(0.0, (now - pending["due"]).total_seconds()) if pending["due"] else 0.0,
+        "endpoints": {"enabled": endpoints["healthy"], "failing": endpoints["failing"], "disabled": endpoints["off"]},
+    }
 
 
 def _queue_length(queue: str) -> int | None:
@@ -213,9 +247,40 @@ class StateCollector(Collector):
             "How long the oldest queued batch job has waited for a worker.",
             value=state["batch_oldest_queued_age"],
         )
+        yield from self._webhooks(state["webhooks"])
         if state["queue_length"] is not None:
             queue = GaugeMetricFamily(
                 "cipherguard_celery_queue_length", "Messages waiting in the Celery queue.", labels=["queue"]
             )
             queue.add_metric([settings.CELERY_TASK_DEFAULT_QUEUE], state["queue_length"])
             yield queue
+
+    def _webhooks(self, state: dict[str, Any]) -> Iterator[GaugeMetricFamily]:
+        backlog = GaugeMetricFamily(
+            "cipherguard_webhook_backlog",
+            "Webhook deliveries not yet delivered nor given up, by the attempt they wait for (first or retry).",
+            labels=["attempt"],
+        )
+        for attempt in ("first", "retry"):
+            backlog.add_metric([attempt], state["backlog"][attempt])
+        yield backlog
+        yield GaugeMetricFamily(
+            "cipherguard_webhook_oldest_undelivered_seconds",
+            "Age of the event of the oldest pending webhook delivery (retries included); 0 when none is pending.",
+            value=state["oldest_age"],
+        )
+        yield GaugeMetricFamily(
+            "cipherguard_webhook_overdue_seconds",
+            "How long the pending webhook delivery furthest past its attempt time has waited for a worker; "
+            "0 when none is due.",
+            value=state["overdue"],
+        )
+        endpoints = GaugeMetricFamily(
+            "cipherguard_webhook_endpoints",
+            "Webhook endpoints by state: enabled (healthy), failing (enabled, every delivery failing since "
+            "failing_since), disabled.",
+            labels=["state"],
+        )
+        for name in ("enabled", "failing", "disabled"):
+            endpoints.add_metric([name], state["endpoints"][name])
+        yield endpoints

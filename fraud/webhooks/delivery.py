@@ -161,7 +161,9 @@ def _record(
                 WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
             outcome = "delivered"
         elif result.status == 410:
-            _disable(endpoint, now=now, reason=f"The receiver answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC.")
+            _disable(
+                endpoint, now=now, cause="gone", reason=f"The receiver answered 410 Gone on {now:%Y-%m-%d %H:%M} UTC."
+            )
             _finish(delivery, number=number, now=now, failed_for="410 Gone: the endpoint was disabled", record=True)
             outcome = "failed"
         else:
@@ -178,6 +180,7 @@ def _failed(delivery: WebhookDelivery, *, endpoint: WebhookEndpoint, number: int
         _disable(
             endpoint,
             now=now,
+            cause="failing",
             reason=f"Every delivery failed from {since:%Y-%m-%d %H:%M} UTC to {now:%Y-%m-%d %H:%M} UTC; "
             f"the last error: {error}"[:500],
         )
@@ -204,12 +207,15 @@ def _finish(delivery: WebhookDelivery, *, number: int, now: datetime, failed_for
     delivery.save(update_fields=["status", "attempts", "lease_until", "next_attempt_at", "last_error"])
 
 
-def _disable(endpoint: WebhookEndpoint, *, now: datetime, reason: str) -> None:
+def _disable(endpoint: WebhookEndpoint, *, now: datetime, reason: str, cause: str) -> None:
     """Stop sending to an endpoint: its owner sees why (API, admin), and its pending deliveries are
-    given up (an owner re-enables the endpoint and re-sends what it still wants)."""
-    WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
+    given up (an owner re-enables the endpoint and re-sends what it still wants). ``cause`` (gone,
+    failing) labels the metric an alert watches."""
+    disabled = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
         enabled=False, disabled_reason=reason, disabled_at=now
     )
+    if disabled:  # counted once, by the worker that disabled it, and only if that commits
+        transaction.on_commit(lambda: metrics.record_endpoint_disabled(cause=cause))
     WebhookDelivery.objects.filter(endpoint_id=endpoint.pk, status=WebhookDeliveryStatus.PENDING).update(
         status=WebhookDeliveryStatus.FAILED, next_attempt_at=None, lease_until=None,
         last_error="the endpoint was disabled before this was delivered",

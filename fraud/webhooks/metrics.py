@@ -28,6 +28,19 @@ DELIVERY_LAG_SECONDS = Histogram(
     buckets=LAG_BUCKETS,
 )
 
+ENDPOINTS_DISABLED = Counter(
+    "cipherguard_webhook_endpoints_disabled_total",
+    "Webhook endpoints the platform disabled, by cause (gone: the receiver answered 410; failing: "
+    "every delivery failed for WEBHOOK_DISABLE_AFTER_HOURS). An owner switching one off is not counted.",
+    ["cause"],
+)
+# Every series exists from the start at 0: a rate over a series that appears at its first
+# increment misses that increment, and a share of failures needs its delivered series.
+for _outcome in ("delivered", "retry", "failed"):
+    ATTEMPTS.labels(_outcome)
+for _cause in ("gone", "failing"):
+    ENDPOINTS_DISABLED.labels(_cause)
+
 
 def record_attempt(*, delivery: Any, outcome: str, result: Any, now: datetime) -> None:
     ATTEMPTS.labels(outcome).inc()
@@ -35,3 +48,7 @@ def record_attempt(*, delivery: Any, outcome: str, result: Any, now: datetime) -
         ATTEMPT_SECONDS.observe(result.duration_ms / 1000)
     if outcome == "delivered":
         DELIVERY_LAG_SECONDS.observe(max(0.0, (now - delivery.event.created_at).total_seconds()))
+
+
+def record_endpoint_disabled(*, cause: str) -> None:
+    ENDPOINTS_DISABLED.labels(cause).inc()

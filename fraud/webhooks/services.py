@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Role, User
@@ -142,3 +143,27 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: User) -> None:
     with transaction.atomic():
         audit_record(event_type="webhook.endpoint_deleted", actor=actor, obj=endpoint, before=_state(endpoint))
         endpoint.delete()
+
+
+def webhook_secrets_reseal() -> dict[str, object]:
+    """Seal every endpoint's signing secrets (current and previous) under the current
+    ENCRYPTION_KEY, after a rotation that put the old key in ENCRYPTION_OLD_KEYS; the secrets
+    themselves do not change, so receivers notice nothing. Raises ``LookupError`` (nothing
+    changed) when a secret was sealed under a key that is in neither setting. Safe to repeat."""
+    box = secret_box()
+    prefix = f"v1:{box.current_id}:"
+    sealed_now = Q(secret__startswith=prefix) & (Q(previous_secret="") | Q(previous_secret__startswith=prefix))
+    with transaction.atomic():
+        # Endpoints are few (WEBHOOK_MAX_ENDPOINTS per client): one transaction, the rows locked
+        # against a concurrent secret rotation, which would otherwise be overwritten.
+        endpoints = list(WebhookEndpoint.objects.exclude(sealed_now).select_for_update().order_by("pk"))
+        for endpoint in endpoints:
+            endpoint.secret = box.seal(box.open(endpoint.secret))
+            if endpoint.previous_secret:
+                endpoint.previous_secret = box.seal(box.open(endpoint.previous_secret))
+        WebhookEndpoint.objects.bulk_update(endpoints, ["secret", "previous_secret"])
+        audit_record(
+            event_type="webhook_secrets.resealed", after={"key_id": box.current_id, "resealed": len(endpoints)}
+        )
+    current = WebhookEndpoint.objects.count() - len(endpoints)
+    return {"key_id": box.current_id, "resealed": len(endpoints), "already_current": current}

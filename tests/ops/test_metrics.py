@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import urllib.request
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from fraud.models import BatchJob, BatchStatus, CaseStatus, DriftReport
+from fraud.models import BatchJob, BatchStatus, CaseStatus, DriftReport, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from tests.factories import CaseFactory, TransactionFactory
 from tests.fraud.scoring.test_scoring_api import body
 from tests.helpers import gunicorn
@@ -123,6 +126,71 @@ def test_state_metrics_come_from_the_database(db, alice, active_model, settings)
     assert m[("cipherguard_batch_jobs", (("status", "queued"),))] == 1
     running = BatchJob.objects.get(status=BatchStatus.RUNNING)
     assert m[("cipherguard_batch_job_progress_ratio", (("job", str(running.pk)),))] == pytest.approx(0.5)
+
+
+def webhook_delivery(endpoint, *, age: timedelta, status: str = "pending", attempts: int = 0, due=None):
+    """A delivery of an event recorded ``age`` ago (rows made directly: the state, not the sending)."""
+    created = timezone.now() - age
+    event = WebhookEvent.objects.create(
+        event_id=uuid.uuid4(), type="transaction.flagged", owner=endpoint.owner, api_version="2026-12-01",
+        data={}, created_at=created,
+    )  # fmt: skip
+    return WebhookDelivery.objects.create(
+        event=event, endpoint=endpoint, status=status, attempts=attempts, next_attempt_at=due, created_at=created
+    )
+
+
+def webhook_endpoint(owner, **fields) -> WebhookEndpoint:
+    return WebhookEndpoint.objects.create(
+        owner=owner, url="https://hooks.example.com/in", event_types=["transaction.flagged"], secret="v1:x:y",
+        **fields,
+    )  # fmt: skip
+
+
+def test_webhook_backlog_and_endpoints_come_from_the_database(db, alice, bob, django_assert_num_queries):
+    now = timezone.now()
+    healthy = webhook_endpoint(alice)
+    failing = webhook_endpoint(alice, failing_since=now - timedelta(hours=2))
+    # Disabled after a day of failures: disabled, not failing (each endpoint in one state).
+    webhook_endpoint(bob, enabled=False, disabled_at=now, failing_since=now - timedelta(days=1))
+    # Due 40 minutes ago and never sent (workers stopped); two retries waiting for their backoff,
+    # the older event 3 hours old; settled deliveries count for nothing, however old.
+    webhook_delivery(healthy, age=timedelta(minutes=40), due=now - timedelta(minutes=40))
+    webhook_delivery(failing, age=timedelta(hours=3), attempts=4, due=now + timedelta(minutes=20))
+    webhook_delivery(failing, age=timedelta(hours=1), attempts=2, due=now + timedelta(minutes=5))
+    webhook_delivery(healthy, age=timedelta(hours=9), status="delivered", attempts=1)
+    webhook_delivery(failing, age=timedelta(days=2), status="failed", attempts=8)
+
+    from fraud import metrics
+
+    with django_assert_num_queries(2):  # one aggregate over the pending deliveries, one over the endpoints
+        metrics._webhook_state(now)
+    m = scrape()
+
+    assert m[("cipherguard_webhook_backlog", (("attempt", "first"),))] == 1
+    assert m[("cipherguard_webhook_backlog", (("attempt", "retry"),))] == 2
+    assert m[("cipherguard_webhook_oldest_undelivered_seconds", ())] == pytest.approx(3 * 3600, abs=60)
+    assert m[("cipherguard_webhook_overdue_seconds", ())] == pytest.approx(40 * 60, abs=60)
+    assert m[("cipherguard_webhook_endpoints", (("state", "enabled"),))] == 1
+    assert m[("cipherguard_webhook_endpoints", (("state", "failing"),))] == 1
+    assert m[("cipherguard_webhook_endpoints", (("state", "disabled"),))] == 1
+
+
+def test_webhook_state_is_zero_when_nothing_is_pending_and_a_waiting_retry_is_not_late(db, alice):
+    m = scrape()
+    assert m[("cipherguard_webhook_backlog", (("attempt", "first"),))] == 0
+    assert m[("cipherguard_webhook_oldest_undelivered_seconds", ())] == 0
+    assert m[("cipherguard_webhook_overdue_seconds", ())] == 0
+    assert m[("cipherguard_webhook_endpoints", (("state", "disabled"),))] == 0
+
+    cache.clear()  # the next scrape reads the database again
+    receiver_down = webhook_endpoint(alice, failing_since=timezone.now() - timedelta(hours=1))
+    webhook_delivery(receiver_down, age=timedelta(hours=1), attempts=3, due=timezone.now() + timedelta(minutes=30))
+    m = scrape()
+    # An hour-old event waits for its retry: old, but not late for a worker.
+    assert m[("cipherguard_webhook_oldest_undelivered_seconds", ())] == pytest.approx(3600, abs=60)
+    assert m[("cipherguard_webhook_overdue_seconds", ())] == 0
+    assert m[("cipherguard_webhook_endpoints", (("state", "failing"),))] == 1
 
 
 def test_state_is_cached_briefly_between_scrapes(db, alice, active_model, django_assert_max_num_queries):

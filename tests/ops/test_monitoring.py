@@ -127,4 +127,4 @@ def test_dashboard_is_provisionable(path):
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     titles = {panel["title"] for panel in dashboard["panels"] if panel["type"] == "row"}
-    assert {"API", "Model", "Analysts' queue"} <= titles
+    assert {"API", "Model", "Analysts' queue", "Webhooks"} <= titles
