@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run migrate worker test bench screenshots lint format clean
+.PHONY: install run migrate worker test bench bench-webhooks screenshots lint format clean
 
 install: $(STAMP)  ## create .venv and install pinned dependencies (idempotent)
 
@@ -44,6 +44,9 @@ test: install  ## run the test suite (SQLite by default, on every core; DATABASE
 bench: install  ## load CipherGuard on this machine (PostgreSQL, Redis, wrk) and print the table; see bench/run.py
 	@command -v wrk >/dev/null 2>&1 || { if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; fi; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-webhooks: install  ## webhook delivery latency at 100 flagged transactions a second (PostgreSQL, Redis); see bench/webhooks.py
+	$(BIN)/python -m bench.webhooks $(BENCH_ARGS)
 
 screenshots: install  ## the README's pictures from the demo (uses a running `make run`, or starts one), with Debian's chromium
 	@command -v chromium >/dev/null 2>&1 || { if [ "$$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi; }
