@@ -11,6 +11,9 @@ each app may define these methods on its ``AppConfig``, and the kernel calls the
   state that does not survive a fork (an ONNX session's C++ thread objects: a worker that
   inherits one aborts when it exits).
 - ``state_collectors() -> list[Collector]``: Prometheus collectors read at scrape time.
+- ``openapi_postprocess(result: dict) -> dict``: a drf-spectacular post-processing step on the
+  OpenAPI document (``openapi_app_hooks``, listed in ``SPECTACULAR_SETTINGS``): what an app
+  documents that no API view states, such as the bodies it posts to webhooks.
 """
 
 from __future__ import annotations
@@ -24,3 +27,10 @@ from django.apps import apps
 def app_hooks(name: str) -> list[Callable[..., Any]]:
     """The installed apps' ``name`` methods, in ``INSTALLED_APPS`` order."""
     return [hook for config in apps.get_app_configs() if (hook := getattr(config, name, None)) is not None]
+
+
+def openapi_app_hooks(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: each app's ``openapi_postprocess``, in turn."""
+    for hook in app_hooks("openapi_postprocess"):
+        result = hook(result)
+    return result

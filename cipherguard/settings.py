@@ -429,6 +429,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "cipherguard.api.strict_request_components",
         "cipherguard.api.document_uri_too_long",
+        # Each app's own additions (cipherguard/hooks.py): the webhook payloads' schemas.
+        "cipherguard.hooks.openapi_app_hooks",
     ],
     # The schema and docs UI are public in development; production requires a signed-in user
     # (an admin session in the browser, or a JWT).

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig
 
@@ -43,3 +43,8 @@ class FraudConfig(AppConfig):
         from fraud.metrics import StateCollector
 
         return [StateCollector()]
+
+    def openapi_postprocess(self, result: dict[str, Any]) -> dict[str, Any]:
+        from fraud.webhooks.payloads import openapi_components
+
+        return openapi_components(result)

@@ -29,10 +29,12 @@ from kombu.exceptions import KombuError
 from accounts.models import User
 from cipherguard import celery, metrics
 from cipherguard.bulk import copy_insert
-from fraud.models import BatchChunk, BatchItem, BatchJob, BatchStatus
+from fraud.models import BatchChunk, BatchItem, BatchJob, BatchStatus, WebhookEventType
 from fraud.scoring.runtime import NoActiveModelError, runtime
 from fraud.scoring.services import transactions_score_many
 from fraud.transactions.validation import validate_transaction
+from fraud.webhooks import payloads
+from fraud.webhooks.events import webhook_events_record
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +200,21 @@ def _validate(raw: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     return None, {k: [str(m) for m in v] for k, v in errors.items()}
 
 
+def _finished(job: BatchJob, owner: User) -> None:
+    """Record ``batch_job.finished`` for a job whose status just became final, inside the
+    transaction that set it (the job row is locked): the event commits with the status."""
+    flagged = 0
+    if job.scored:  # one count, once per job, over the job's own items (indexed by job)
+        flagged = BatchItem.objects.filter(
+            job=job, status__lt=400, transaction__decision__in=payloads.FLAGGED_DECISIONS
+        ).count()
+    webhook_events_record(
+        event_type=WebhookEventType.BATCH_JOB_FINISHED,
+        owner=owner,
+        payloads=[payloads.batch_job_finished(job, flagged_count=flagged)],
+    )
+
+
 def _start(job_id: int) -> bool:
     """Mark a queued job running (with the model it starts on), or fail it without an active
     model. False when the job has nothing left to do."""
@@ -211,6 +228,7 @@ def _start(job_id: int) -> bool:
             except NoActiveModelError as exc:
                 job.status, job.error, job.finished_at = BatchStatus.FAILED, str(exc), timezone.now()
                 job.save(update_fields=["status", "error", "finished_at"])
+                _finished(job, job.owner)
                 return False
             job.status, job.started_at, job.model_version_id = BatchStatus.RUNNING, timezone.now(), model.id
             job.heartbeat_at = job.started_at
@@ -235,7 +253,16 @@ def _items(job: BatchJob, chunk: BatchChunk) -> list[BatchItem]:
             items.append(BatchItem(job=job, row=row, status=400, errors=errors, submitted_id=_submitted_id(raw)))
         else:
             valid.append((row, data))
-    outcomes = transactions_score_many(client=job.owner, items=[d for _, d in valid], path="job") if valid else []
+    outcomes = (
+        transactions_score_many(
+            client=job.owner,
+            items=[d for _, d in valid],
+            path="job",
+            source=payloads.batch_job_source(job.pk),
+        )
+        if valid
+        else []
+    )
     for (row, data), outcome in zip(valid, outcomes, strict=True):
         errors = {"transaction_id": [outcome.detail]} if outcome.status == 409 else None
         items.append(
@@ -270,6 +297,7 @@ def batch_process_next_chunk(*, job_id: int, dispatch: int | None = None, lane: 
         job = BatchJob.objects.select_related("owner").get(pk=job_id)
         if job.status != BatchStatus.RUNNING:
             return False  # cancelled (or failed) while this task waited
+        owner = job.owner
         items = _items(job, chunk)
         copy_insert(BatchItem, items)
         bad = sum(1 for i in items if i.status >= 400)
@@ -291,9 +319,12 @@ def batch_process_next_chunk(*, job_id: int, dispatch: int | None = None, lane: 
         job.chunks_done += 1
         # Stamped when the chunk is done, not when it began: the chunk's own time is not a stall.
         job.heartbeat_at = timezone.now()
-        if job.chunks_done == job.chunk_count and job.status == BatchStatus.RUNNING:
+        done = job.chunks_done == job.chunk_count and job.status == BatchStatus.RUNNING
+        if done:
             job.status, job.finished_at = BatchStatus.SUCCEEDED, job.heartbeat_at
         job.save(update_fields=["failed", "scored", "chunks_done", "heartbeat_at", "status", "finished_at"])
+        if done:
+            _finished(job, owner)
     return (
         following is not None and job.status == BatchStatus.RUNNING and (dispatch is None or dispatch == job.dispatch)
     )
@@ -305,6 +336,7 @@ def batch_cancel(*, job: BatchJob) -> BatchJob:
         if job.status in (BatchStatus.QUEUED, BatchStatus.RUNNING):
             job.status, job.finished_at = BatchStatus.CANCELLED, timezone.now()
             job.save(update_fields=["status", "finished_at"])
+            _finished(job, job.owner)
     return job
 
 

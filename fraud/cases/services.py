@@ -1,10 +1,10 @@
 """Cases: opened by scoring, worked by analysts. Every analyst action is audited in the same
-transaction as the change."""
+transaction as the change; a close records its ``case.closed`` webhook event there too."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,8 +16,10 @@ from accounts.models import User
 from audit.services import audit_record
 from cipherguard.bulk import copy_insert
 from fraud.cases.selectors import case_group_close_refusal, cases_related_filter, user_can_use_console
-from fraud.models import Case, CaseNote, CaseOutcome, CaseStatus, Label, LabelSource, Transaction
+from fraud.models import Case, CaseNote, CaseOutcome, CaseStatus, Label, LabelSource, Transaction, WebhookEventType
 from fraud.transactions.services import transaction_label
+from fraud.webhooks import payloads
+from fraud.webhooks.events import webhook_events_record
 
 
 class CaseActionError(Exception):
@@ -88,9 +90,13 @@ def _require_analyst(user: User) -> None:
         raise CaseActionError(f"{user.get_username()} is not an active analyst")
 
 
+# The transaction's owner comes along for the webhook events of a close (whose data it is).
+LOCKED_RELATED = ("assignee", "transaction", "transaction__owner")
+
+
 def _locked(case: Case) -> Case:
     # of=("self",): lock the case row only (the assignee join is nullable, which FOR UPDATE refuses).
-    return Case.objects.select_for_update(of=("self",)).select_related("assignee", "transaction").get(pk=case.pk)
+    return Case.objects.select_for_update(of=("self",)).select_related(*LOCKED_RELATED).get(pk=case.pk)
 
 
 def case_assign(*, case: Case, assignee: User, actor: User) -> Case:
@@ -164,9 +170,12 @@ def case_escalate(*, case: Case, actor: User, reason: str = "") -> Case:
     return case
 
 
-def _close_locked(case: Case, *, actor: User, outcome: str, note: str, extra: dict[str, object] | None = None) -> None:
+def _close_locked(
+    case: Case, *, actor: User, outcome: str, note: str, closed_with: Sequence[int] | None = None
+) -> None:
     """The close itself, on a case already locked and checked active by the caller: status,
-    outcome, the closer as assignee of an unassigned case, the note, the audit event, the label."""
+    outcome, the closer as assignee of an unassigned case, the note, the audit event, the webhook
+    event, the label. ``closed_with``: the other cases of a group close."""
     before = _state(case)
     case.status = CaseStatus.CLOSED
     case.outcome = outcome
@@ -181,9 +190,18 @@ def _close_locked(case: Case, *, actor: User, outcome: str, note: str, extra: di
         actor=actor,
         obj=case,
         before=before,
-        after={**_state(case), "note": note.strip()[:500], **(extra or {})},
+        after={
+            **_state(case),
+            "note": note.strip()[:500],
+            **({"closed_with": list(closed_with)} if closed_with is not None else {}),
+        },
     )
     label = OUTCOME_LABEL.get(CaseOutcome(outcome))
+    webhook_events_record(
+        event_type=WebhookEventType.CASE_CLOSED,
+        owner=case.transaction.owner,
+        payloads=[payloads.case_closed(case, label=label, closed_with=closed_with or ())],
+    )
     if label:
         transaction_label(transaction_obj=case.transaction, label=label, source=LabelSource.ANALYST, actor=actor)
 
@@ -230,7 +248,7 @@ def case_close_group(
         # of=("self",): as in _locked, the nullable assignee join cannot be locked.
         locked = list(
             Case.objects.select_for_update(of=("self",))
-            .select_related("assignee", "transaction")
+            .select_related(*LOCKED_RELATED)
             .filter(Q(pk=case.pk) | (Q(pk__in=others) & cases_related_filter(tx=tx)))
             .order_by("pk")
         )
@@ -245,7 +263,7 @@ def case_close_group(
                 actor=actor,
                 outcome=outcome,
                 note=note,
-                extra={"closed_with": [o.pk for o in locked if o.pk != c.pk]},
+                closed_with=[o.pk for o in locked if o.pk != c.pk],
             )
     return locked
 

@@ -1,5 +1,6 @@
 """Scoring: one transaction, or many of one client at once, scored and stored with its decision
-and reasons; a flagged one opens its case in the same database transaction."""
+and reasons; a flagged one opens its case and records its ``transaction.flagged`` webhook event
+in the same database transaction."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from cipherguard import metrics
 from cipherguard.bulk import copy_insert, insert_one
 from fraud.cases.services import case_needed, case_open_for, cases_open_for
 from fraud.features.store import PendingTransaction, customer_countries, features_for_new, read_online
-from fraud.models import Transaction
+from fraud.models import Transaction, WebhookEventType
 from fraud.rules.policy import Outcome, Thresholds, rule_context
 from fraud.scoring import reasons as reason_text
 from fraud.scoring.runtime import ActiveModel, runtime
 from fraud.transactions.builder import canonical_hash, card_vault, transaction_from_body
+from fraud.webhooks import payloads
+from fraud.webhooks.events import webhook_events_record
 
 logger = logging.getLogger(__name__)
 decisions = logging.getLogger("cipherguard.decisions")
@@ -192,13 +195,23 @@ def transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
     The unique constraint on (owner, transaction_id) is the gate, so concurrent retries insert
     exactly one row: the losers hit the constraint and read the winner's row."""
     with metrics.scoring_timer("single"):
-        outcome = _transaction_score(client=client, data=data)
+        outcome = _transaction_score(client=client, data=data, source=payloads.API)
     if outcome.created:
         metrics.record_scored("single", [outcome.transaction])
     return outcome
 
 
-def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
+def _flagged_events(client: User, flagged: list[Transaction], model_version: str, source: payloads.FlagSource) -> None:
+    """Record ``transaction.flagged`` for newly stored flagged transactions, inside the scoring
+    transaction: one subscriber query for the lot."""
+    webhook_events_record(
+        event_type=WebhookEventType.TRANSACTION_FLAGGED,
+        owner=client,
+        payloads=[payloads.transaction_flagged(tx, model_version=model_version, source=source) for tx in flagged],
+    )
+
+
+def _transaction_score(*, client: User, data: dict[str, Any], source: payloads.FlagSource | None) -> ScoreOutcome:
     model, thresholds = runtime.current()
     shadow = runtime.shadow()
     pending = _pending(client, data)
@@ -220,13 +233,18 @@ def _transaction_score(*, client: User, data: dict[str, Any]) -> ScoreOutcome:
         countries=read.customer_countries_30d,
         currencies=read.customer_currencies_30d,
     )
-    # The transaction and its case commit together. An approved transaction has no case: alone,
-    # its INSERT commits on its own, without BEGIN and COMMIT round trips (most traffic). Inside a
-    # caller's transaction it still gets its savepoint, so a duplicate id fails only itself.
-    together = case_needed(tx.decision) or transaction.get_connection().in_atomic_block
+    # The transaction, its case and its webhook event commit together. An approved transaction
+    # has neither: alone, its INSERT commits on its own, without BEGIN and COMMIT round trips
+    # (most traffic), and no webhook query is made for it. A flagged one takes the transaction
+    # even when FRAUD_CASE_DECISIONS opens no case for it, for its event. Inside a caller's
+    # transaction it still gets its savepoint, so a duplicate id fails only itself.
+    flagged = payloads.flagged(tx.decision)
+    together = flagged or case_needed(tx.decision) or transaction.get_connection().in_atomic_block
     try:
         with transaction.atomic() if together else nullcontext():
             insert_one(tx)
+            if flagged and source is not None:
+                _flagged_events(client, [tx], model.version, source)
             case_open_for(tx=tx)
     except IntegrityError:
         try:
@@ -247,23 +265,30 @@ class ItemOutcome:
     detail: str = ""
 
 
-def transactions_score_many(*, client: User, items: list[dict[str, Any]], path: str = "batch") -> list[ItemOutcome]:
+def transactions_score_many(
+    *,
+    client: User,
+    items: list[dict[str, Any]],
+    path: str = "batch",
+    source: payloads.FlagSource | None = payloads.BATCH,
+) -> list[ItemOutcome]:
     """Score many validated transactions of one client in one pass, with the same results and
     idempotency as ``transaction_score``: one read of the history (``features_for_new``), one
-    vectorised feature computation, one ONNX call, one bulk insert (and the cases, in the same
-    transaction). ``path`` labels the metrics (``batch`` for the synchronous endpoint, ``job``
-    for batch jobs).
+    vectorised feature computation, one ONNX call, one bulk insert (and the cases and webhook
+    events, in the same transaction). ``path`` labels the metrics (``batch`` for the synchronous
+    endpoint, ``job`` for batch jobs); ``source`` is what the ``transaction.flagged`` events of
+    the newly stored flagged ones say they came from (None: no events, for history replayed).
 
     Items whose id is already stored (or repeated earlier in ``items``) are replays or conflicts
     and are not scored again. If a concurrent request stores one of the ids first, the bulk
     insert fails as a whole and the items fall back to the one-by-one path, which sorts it out."""
     with metrics.scoring_timer(path):
-        outcomes = _score_many(client=client, items=items)
+        outcomes = _score_many(client=client, items=items, source=source)
     metrics.record_scored(path, [o.transaction for o in outcomes if o.status == 201])
     return outcomes
 
 
-def _score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcome]:
+def _score_many(*, client: User, items: list[dict[str, Any]], source: payloads.FlagSource | None) -> list[ItemOutcome]:
     model, thresholds = runtime.current()
     ids = [d["transaction_id"] for d in items]
     stored = {
@@ -301,9 +326,12 @@ def _score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcom
     try:
         with transaction.atomic():
             copy_insert(Transaction, list(new.values()))
+            flagged = [tx for tx in new.values() if payloads.flagged(tx.decision)]
+            if flagged and source is not None:
+                _flagged_events(client, flagged, model.version, source)
             cases_open_for(transactions=new.values())
     except IntegrityError:
-        return [_one_by_one(client, d) for d in items]
+        return [_one_by_one(client, d, source) for d in items]
 
     outcomes = []
     for i, data in enumerate(items):
@@ -322,9 +350,9 @@ def _score_many(*, client: User, items: list[dict[str, Any]]) -> list[ItemOutcom
     return outcomes
 
 
-def _one_by_one(client: User, data: dict[str, Any]) -> ItemOutcome:
+def _one_by_one(client: User, data: dict[str, Any], source: payloads.FlagSource | None) -> ItemOutcome:
     try:
-        outcome = _transaction_score(client=client, data=data)  # counted by the caller
+        outcome = _transaction_score(client=client, data=data, source=source)  # counted by the caller
     except IdempotencyConflictError as exc:
         return ItemOutcome(409, exc.existing, "", str(exc))
     return ItemOutcome(201 if outcome.created else 200, outcome.transaction, outcome.model_version)

@@ -8,13 +8,16 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.services import audit_record
-from fraud.models import Label, LabelSource, Transaction
+from fraud.models import Label, LabelSource, Transaction, WebhookEventType
 from fraud.transactions.builder import card_vault
+from fraud.webhooks import payloads
+from fraud.webhooks.events import webhook_events_record
 
 
 def transaction_label(*, transaction_obj: Transaction, label: str, source: str, actor: User | None) -> Transaction:
-    """Record an outcome (a chargeback, an analyst's verdict) as the transaction's label, and
-    audit it. The label time is now: features only count labels known when they score."""
+    """Record an outcome (a chargeback, an analyst's verdict) as the transaction's label, audit
+    it and record its ``transaction.labelled`` webhook event. The label time is now: features
+    only count labels known when they score."""
     if label not in Label.values:
         raise ValueError(f"unknown label {label!r}")
     if source not in LabelSource.values:
@@ -31,6 +34,11 @@ def transaction_label(*, transaction_obj: Transaction, label: str, source: str, 
             obj=transaction_obj,
             before=before,
             after={"label": label, "label_source": source, "transaction_id": transaction_obj.transaction_id},
+        )
+        webhook_events_record(
+            event_type=WebhookEventType.TRANSACTION_LABELLED,
+            owner=transaction_obj.owner,
+            payloads=[payloads.transaction_labelled(transaction_obj)],
         )
     return transaction_obj
 

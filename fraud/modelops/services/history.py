@@ -320,6 +320,9 @@ def history_score(*, owner: User, data: Generated, since: datetime) -> int:
     bodies = [_generated_body(data, i) for i in range(len(data)) if data.ts_us[i] >= first]
     scored = 0
     for at in range(0, len(bodies), REPLAY_BATCH):
-        outcomes = transactions_score_many(client=owner, items=bodies[at : at + REPLAY_BATCH], path="batch")
+        # The past replayed for the demo's console: no client is told (no webhook events).
+        outcomes = transactions_score_many(
+            client=owner, items=bodies[at : at + REPLAY_BATCH], path="batch", source=None
+        )
         scored += sum(1 for o in outcomes if o.status == 201)
     return scored

@@ -19,9 +19,11 @@ from cipherguard.replica import analytics_reads
 from fraud.features import definitions as fx
 from fraud.features.store import load_history
 from fraud.modelops.psi import reference_bins
-from fraud.models import ModelStatus, ModelVersion, Transaction
+from fraud.models import ModelStatus, ModelVersion, Transaction, WebhookEventType
 from fraud.scoring.runtime import load_model, runtime, servable
 from fraud.scoring.scorer import calibrate
+from fraud.webhooks import payloads
+from fraud.webhooks.events import webhook_events_record
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,8 @@ logger = logging.getLogger(__name__)
 def model_version_activate(*, version: ModelVersion, actor: User | None = None) -> ModelVersion:
     """Make ``version`` the one active model; the previous one is retired. Activating a version
     that was active before is a rollback, and audited as one. The partial unique index on active
-    status makes a concurrent second activation fail instead of leaving two active models."""
+    status makes a concurrent second activation fail instead of leaving two active models.
+    Admins' webhook endpoints get ``model.activated``, recorded in the same transaction."""
     with transaction.atomic():
         now = timezone.now()
         current = list(
@@ -51,6 +54,13 @@ def model_version_activate(*, version: ModelVersion, actor: User | None = None) 
             obj=version,
             before={"active": [old.version for old in current]},
             after={"active": version.version},
+        )
+        webhook_events_record(
+            event_type=WebhookEventType.MODEL_ACTIVATED,
+            owner=None,
+            payloads=[
+                payloads.model_activated(version, previous=current[0].version if current else None, rollback=rollback)
+            ],
         )
         transaction.on_commit(runtime.invalidate)
     logger.info("model %s activated", version.version)
