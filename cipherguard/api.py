@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field, inline_serializer
 from rest_framework import exceptions, permissions, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
@@ -162,6 +162,16 @@ class Pagination(CursorPagination):
         return cursor
 
 
+@extend_schema_field(
+    {"type": "string", "pattern": f"^{CURSOR_RE.pattern}$", "description": "opaque: a page's next or previous link"}
+)
+class CursorField(serializers.CharField):
+    """The ``cursor`` query parameter of a ``Pagination`` list, as its schema states it."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(max_length=512, **kwargs)
+
+
 def page_of(name: str, item: serializers.Serializer) -> serializers.Serializer:
     """The schema of one ``Pagination`` page of ``item`` (``many=True``)."""
     return inline_serializer(
@@ -183,7 +193,8 @@ class StrictSerializer(serializers.Serializer):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         name = cls.__name__.removesuffix("Serializer")
-        STRICT_COMPONENTS.update({name, f"{name}Request"})
+        # drf-spectacular names a PATCH body "Patched…Request".
+        STRICT_COMPONENTS.update({name, f"{name}Request", f"Patched{name}Request"})
 
     # A JSON body's values must have the JSON type the schema states. DRF's fields coerce (the
     # number 42 becomes the text "42", 1 or "yes" becomes true): a client sending the wrong type

@@ -445,6 +445,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DecisionEnum": "fraud.models.Decision",
         "ListActionEnum": "fraud.models.ListAction",
+        "WebhookEventTypeEnum": "fraud.webhooks.apis.CLIENT_EVENT_TYPES",
+        "WebhookDeliveryStatusEnum": "fraud.models.WebhookDeliveryStatus",
     },
 }
 

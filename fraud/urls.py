@@ -8,6 +8,7 @@ from django.urls import path
 from fraud.batches import apis as batches
 from fraud.rules import apis as lists
 from fraud.scoring import apis as scoring
+from fraud.webhooks import apis as webhooks
 
 urlpatterns = [
     path("transactions/", scoring.TransactionsApi.as_view(), name="transactions"),
@@ -25,4 +26,14 @@ urlpatterns = [
     path("batches/<int:job_id>/", batches.BatchDetailApi.as_view(), name="batch-detail"),
     path("batches/<int:job_id>/cancel/", batches.BatchCancelApi.as_view(), name="batch-cancel"),
     path("batches/<int:job_id>/results/", batches.BatchResultsApi.as_view(), name="batch-results"),
+    path("webhooks/", webhooks.WebhookEndpointsApi.as_view(), name="webhooks"),
+    path("webhooks/event-types/", webhooks.WebhookEventTypesApi.as_view(), name="webhook-event-types"),
+    path("webhooks/<int:endpoint_id>/", webhooks.WebhookEndpointDetailApi.as_view(), name="webhook"),
+    path("webhooks/<int:endpoint_id>/rotate-secret/", webhooks.WebhookSecretRotateApi.as_view(), name="webhook-rotate"),
+    path("webhooks/<int:endpoint_id>/deliveries/", webhooks.WebhookDeliveriesApi.as_view(), name="webhook-deliveries"),
+    path(
+        "webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/resend/",
+        webhooks.WebhookDeliveryResendApi.as_view(),
+        name="webhook-delivery-resend",
+    ),
 ]

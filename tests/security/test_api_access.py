@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 from rest_framework.test import APIClient
 
-from fraud.models import BatchJob, Transaction
+from fraud.models import BatchJob, Transaction, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint
+from fraud.webhooks.events import webhook_events_record
+from fraud.webhooks.services import webhook_endpoint_create
 from tests.conftest import jwt_client
 from tests.fraud.scoring.test_scoring_api import URL, body
 
@@ -21,7 +24,16 @@ CASES = [
 ]
 
 
+WEBHOOK_URL = "http://127.0.0.1:9/hooks"  # never posted to: nothing here sends deliveries
+
+
 def payload(path: str) -> dict:
+    if path.endswith("/webhooks/"):
+        return {"url": WEBHOOK_URL, "event_types": ["transaction.flagged"]}
+    if path.endswith("/rotate-secret/") or path.endswith("/resend/"):
+        return {}
+    if path.endswith("/webhooks/{webhook}/"):
+        return {"description": "changed"}
     if path.endswith("/feedback/"):
         return {"label": "fraud"}
     if path.endswith("/transactions/batch/"):
@@ -32,11 +44,19 @@ def payload(path: str) -> dict:
 
 
 @pytest.fixture
-def objects(alice, active_model):
+def objects(alice, active_model, settings):
     api = jwt_client(alice.username)
     api.post(URL, body(transaction_id="m-tx"), format="json")
     job = api.post("/api/v1/batches/", {"transactions": [body(transaction_id="m-j0")]}, format="json").json()["id"]
-    return {"tx": "m-tx", "batch": job}
+    # The SSRF guard refuses loopback unless an operator allows it.
+    settings.WEBHOOKS_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    settings.WEBHOOKS_HTTPS_ONLY = False
+    endpoint = webhook_endpoint_create(owner=alice, url=WEBHOOK_URL, event_types=["transaction.flagged"]).endpoint
+    with transaction.atomic():
+        webhook_events_record(event_type="transaction.flagged", owner=alice, payloads=[{"transaction_id": "m-tx"}])
+    delivery = WebhookDelivery.objects.get(endpoint=endpoint)
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(status=WebhookDeliveryStatus.DELIVERED)  # re-sendable
+    return {"tx": "m-tx", "batch": job, "webhook": endpoint.pk, "delivery": delivery.pk}
 
 
 @pytest.mark.parametrize(("method", "path", "role", "expected"), CASES, ids=[f"{m} {p} as {r}" for m, p, r, _ in CASES])
@@ -60,6 +80,12 @@ def test_every_object_route_hides_other_clients_objects(objects, bob):
         ("GET", "/api/v1/batches/{batch}/"),
         ("GET", "/api/v1/batches/{batch}/results/"),
         ("POST", "/api/v1/batches/{batch}/cancel/"),
+        ("GET", "/api/v1/webhooks/{webhook}/"),
+        ("PATCH", "/api/v1/webhooks/{webhook}/"),
+        ("DELETE", "/api/v1/webhooks/{webhook}/"),
+        ("POST", "/api/v1/webhooks/{webhook}/rotate-secret/"),
+        ("GET", "/api/v1/webhooks/{webhook}/deliveries/"),
+        ("POST", "/api/v1/webhooks/{webhook}/deliveries/{delivery}/resend/"),
     ]:
         response = bob_api.generic(
             method, path.format(**objects), json.dumps({"label": "fraud"}), content_type="application/json"
@@ -67,6 +93,9 @@ def test_every_object_route_hides_other_clients_objects(objects, bob):
         assert response.status_code == 404, (method, path, response.status_code)
     assert Transaction.objects.get(transaction_id="m-tx").label == ""
     assert BatchJob.objects.get(pk=objects["batch"]).status == "queued"
+    endpoint = WebhookEndpoint.objects.get(pk=objects["webhook"])
+    assert (endpoint.enabled, endpoint.description, endpoint.previous_secret) == (True, "", "")
+    assert WebhookDelivery.objects.get(pk=objects["delivery"]).status == WebhookDeliveryStatus.DELIVERED
 
 
 def test_writing_read_only_fields_changes_nothing(alice_api, alice, active_model):
