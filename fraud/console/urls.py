@@ -19,6 +19,7 @@ urlpatterns = [
     path("drift/", views.drift, name="drift"),
     path("backtests/", views.backtests, name="backtests"),
     path("backtests/<int:backtest_id>/", views.backtest_detail, name="backtest"),
+    path("webhooks/", views.webhooks, name="webhooks"),
     path("cases/<int:case_id>/", views.case_detail, name="case"),
     path("cases/<int:case_id>/assign/", views.case_assign_view, name="case-assign"),
     path("cases/<int:case_id>/note/", views.case_note_view, name="case-note"),

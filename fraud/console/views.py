@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
@@ -76,6 +77,7 @@ from fraud.models import (
     RuleStatus,
 )
 from fraud.rules.services import PolicyError
+from fraud.webhooks.selectors import webhook_endpoints_health
 
 View = Callable[..., HttpResponse]
 LOGIN_LIMITS = (Limit("login-ip", "ip", ip_per_minute),)
@@ -523,3 +525,14 @@ def backtest_detail(request: HttpRequest, backtest_id: int) -> HttpResponse:
         ]  # fmt: skip
         context["days"] = days
     return render(request, "console/backtest.html", context)
+
+
+@require_GET
+@analyst_required
+def webhooks(request: HttpRequest) -> HttpResponse:
+    """Every client's webhook endpoints and how they fare, for admins: API clients have no console
+    (the API tells them why an endpoint was disabled); the changes are made in the Django admin."""
+    if not request.user.is_staff:
+        return render(request, "error.html", {"status": 403, "detail": "Webhooks are for admins."}, status=403)
+    context = {"endpoints": webhook_endpoints_health(), "disable_after_hours": settings.WEBHOOK_DISABLE_AFTER_HOURS}
+    return render(request, "console/webhooks.html", context)

@@ -66,6 +66,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-created_at'],
+                'verbose_name_plural': 'webhook deliveries',
             },
         ),
         migrations.CreateModel(

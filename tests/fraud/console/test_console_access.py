@@ -28,6 +28,8 @@ EXPECTED = {
     ("GET", "/console/batches/{batch}/"): ("login", 403, 200, 200),
     ("GET", "/console/batches/{batch}/results.csv"): ("login", 403, 200, 200),
     ("GET", "/console/drift/"): ("login", 403, 200, 200),
+    # Every client's webhook endpoints: admins only (clients read theirs through the API).
+    ("GET", "/console/webhooks/"): ("login", 403, 403, 200),
     ("GET", "/console/take-next/"): (405, 405, 405, 405),
     ("POST", "/console/"): (405, 405, 405, 405),
     ("GET", "/admin/"): ("login", "login", "login", 200),
@@ -35,6 +37,8 @@ EXPECTED = {
     # The thresholds are one row: their list opens straight on its form.
     ("GET", "/admin/fraud/decisionthresholds/"): ("login", "login", "login", "thresholds-form"),
     ("GET", "/admin/accounts/user/"): ("login", "login", "login", 200),
+    ("GET", "/admin/fraud/webhookendpoint/"): ("login", "login", "login", 200),
+    ("GET", "/admin/fraud/webhookdelivery/"): ("login", "login", "login", 200),
 }
 ROLES = ["anonymous", "api_client", "analyst", "admin"]
 CASES = [
