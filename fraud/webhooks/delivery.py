@@ -12,12 +12,13 @@ import functools
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -76,29 +77,70 @@ class AttemptOutcome:
     status_code: int | None = None
 
 
-def _claim(delivery_id: int, now: datetime) -> bool:
-    """Take the delivery if it is still pending, due, and nobody holds it. The conditional UPDATE
-    is the gate: of two workers racing for one id, exactly one changes the row."""
-    lease_free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    return (
-        WebhookDelivery.objects.filter(
-            lease_free, pk=delivery_id, status=WebhookDeliveryStatus.PENDING, next_attempt_at__lte=now
-        ).update(lease_until=now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS))
-        == 1
+def _claim(delivery_ids: list[int], now: datetime, *, grab: int = 0) -> list[int]:
+    """Take the given deliveries that are still pending, due and held by nobody, and up to
+    ``grab`` more first attempts that are due (their own messages still queued behind a backlog):
+    one statement, returning what this worker now holds.
+
+    The UPDATE is the gate: its outer WHERE repeats the pending-and-free test, which PostgreSQL
+    re-checks on each row after waiting for a concurrent claimer's lock, so of two workers racing
+    for a row exactly one gets it (the other's re-check finds the new lease and skips the row)."""
+    table = WebhookDelivery._meta.db_table
+    ops = connection.ops
+    lease = ops.adapt_datetimefield_value(now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS))
+    at = ops.adapt_datetimefield_value(now)
+    ids = [int(pk) for pk in delivery_ids] or [0]
+    listed = ", ".join(["%s"] * len(ids))
+    free = "status = 'pending' AND (lease_until IS NULL OR lease_until < %s)"
+    sql = (
+        f"UPDATE {table} SET lease_until = %s WHERE id IN ("  # noqa: S608 -- table name from the model, values bound
+        f"  SELECT id FROM {table} WHERE {free} AND next_attempt_at <= %s"
+        f"  AND (id IN ({listed}) OR attempts = 0)"
+        f"  ORDER BY CASE WHEN id IN ({listed}) THEN 0 ELSE 1 END, next_attempt_at LIMIT %s"
+        f") AND {free} RETURNING id"
     )
+    params = [lease, at, at, *ids, *ids, len(ids) + grab, at]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def webhook_deliveries_send(*, delivery_ids: list[int], grab: int = 0) -> list[AttemptOutcome]:
+    """Attempt each of ``delivery_ids`` that is due and free, and up to ``grab`` other due first
+    attempts (under a backlog, one task then does the work of many messages, whose own turn finds
+    them sent); the rest (sent, held, not yet due) are skipped.
+
+    Sends one after another within half a lease: what is left then is released, never held past
+    its lease while another worker could take it and send it twice."""
+    started = time.monotonic()
+    claimed = _claim(delivery_ids, timezone.now(), grab=grab)
+    outcomes = [AttemptOutcome(pk, "skipped") for pk in delivery_ids if pk not in set(claimed)]
+    rows = WebhookDelivery.objects.select_related("event", "endpoint").in_bulk(claimed)
+    endpoints: dict[int, WebhookEndpoint] = {}
+    for index, pk in enumerate(claimed):
+        if time.monotonic() - started > settings.WEBHOOK_LEASE_SECONDS / 2:
+            WebhookDelivery.objects.filter(pk__in=claimed[index:]).update(lease_until=None)
+            break
+        delivery = rows[pk]
+        # One endpoint object per endpoint, so a failure or a disable earlier in the batch is seen.
+        delivery.endpoint = endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
+        outcomes.append(_attempt(delivery))
+    return outcomes
 
 
 def webhook_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
     """One attempt at one delivery, if it is due and not held by another worker."""
+    [outcome] = webhook_deliveries_send(delivery_ids=[delivery_id])
+    return outcome
+
+
+def _attempt(delivery: WebhookDelivery) -> AttemptOutcome:
     now = timezone.now()
-    if not _claim(delivery_id, now):
-        return AttemptOutcome(delivery_id, "skipped")
-    delivery = WebhookDelivery.objects.select_related("event", "endpoint").get(pk=delivery_id)
     endpoint, event = delivery.endpoint, delivery.event
     number = delivery.attempts + 1
     if not endpoint.enabled:
         _finish(delivery, number=number, now=now, failed_for="the endpoint is disabled", record=False)
-        return AttemptOutcome(delivery_id, "failed")
+        return AttemptOutcome(delivery.pk, "failed")
     try:
         dest = addresses.destination_parse(endpoint.url, https_only=settings.WEBHOOKS_HTTPS_ONLY)
         address = addresses.destination_resolve(dest, allowed=allowed_networks())
@@ -159,6 +201,7 @@ def _record(
             delivery.save(update_fields=["status", "delivered_at", "attempts", "lease_until", "last_error"])
             if endpoint.failing_since is not None:
                 WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+                endpoint.failing_since = None
             outcome = "delivered"
         elif result.status == 410:
             _disable(
@@ -176,6 +219,7 @@ def _failed(delivery: WebhookDelivery, *, endpoint: WebhookEndpoint, number: int
     # The first failure since the last success starts the clock; a day of nothing but failures disables.
     WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=now)
     since = WebhookEndpoint.objects.values_list("failing_since", flat=True).get(pk=endpoint.pk) or now
+    endpoint.failing_since = since
     if now - since >= timedelta(hours=settings.WEBHOOK_DISABLE_AFTER_HOURS):
         _disable(
             endpoint,
@@ -214,6 +258,7 @@ def _disable(endpoint: WebhookEndpoint, *, now: datetime, reason: str, cause: st
     disabled = WebhookEndpoint.objects.filter(pk=endpoint.pk, enabled=True).update(
         enabled=False, disabled_reason=reason, disabled_at=now
     )
+    endpoint.enabled = False
     if disabled:  # counted once, by the worker that disabled it, and only if that commits
         transaction.on_commit(lambda: metrics.record_endpoint_disabled(cause=cause))
     WebhookDelivery.objects.filter(endpoint_id=endpoint.pk, status=WebhookDeliveryStatus.PENDING).update(
@@ -221,11 +266,6 @@ def _disable(endpoint: WebhookEndpoint, *, now: datetime, reason: str, cause: st
         last_error="the endpoint was disabled before this was delivered",
     )  # fmt: skip
     logger.warning("webhook endpoint %s disabled: %s", endpoint.pk, reason)
-
-
-def webhook_deliveries_send(*, delivery_ids: list[int]) -> list[AttemptOutcome]:
-    """Attempt each delivery that is due; the others (sent, held, not yet due) are skipped."""
-    return [webhook_delivery_attempt(delivery_id=pk) for pk in delivery_ids]
 
 
 # A first attempt is queued when its event commits; the sweep only picks it up if that has not

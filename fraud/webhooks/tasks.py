@@ -11,7 +11,8 @@ from fraud.webhooks.events import SEND_CHUNK, deliveries_enqueue
 
 @shared_task(name="fraud.tasks.webhook_deliveries_send")
 def webhook_deliveries_send(delivery_ids: list[int]) -> int:
-    outcomes = delivery.webhook_deliveries_send(delivery_ids=[int(pk) for pk in delivery_ids][:SEND_CHUNK])
+    ids = [int(pk) for pk in delivery_ids][:SEND_CHUNK]
+    outcomes = delivery.webhook_deliveries_send(delivery_ids=ids, grab=SEND_CHUNK - len(ids))
     return sum(1 for o in outcomes if o.status == "delivered")
 
 

@@ -28,6 +28,22 @@ def test_of_many_workers_handed_one_delivery_exactly_one_sends_it(postgres_tx, a
     assert len(receiver.requests) == 1
 
 
+def test_workers_grabbing_a_backlog_at_once_send_each_delivery_once(postgres_tx, alice, receiver):
+    webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
+    with transaction.atomic():
+        webhook_events_record(
+            event_type=FLAGGED, owner=alice, payloads=[{"transaction_id": f"T{i}"} for i in range(20)]
+        )
+
+    results = at_once(lambda i: deliveries.webhook_deliveries_send(delivery_ids=[], grab=8), 6)
+
+    sent = [o.delivery_id for batch in results for o in batch if o.status == "delivered"]
+    assert len(sent) == len(set(sent)), results
+    leftover = deliveries.webhook_deliveries_send(delivery_ids=[], grab=20)  # what six batches of 8 did not reach
+    assert len(sent) + len(leftover) == 20
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == len(receiver.requests) == 20
+
+
 def test_concurrent_creates_stop_at_the_endpoint_limit(postgres_tx, alice, receiver, settings):
     settings.WEBHOOK_MAX_ENDPOINTS = 2
 

@@ -200,7 +200,7 @@ def test_an_event_is_recorded_only_inside_the_transaction_of_its_change(transact
 def test_a_delivery_held_by_one_worker_is_not_sent_by_another(alice, receiver):
     webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
     [pending] = record(alice)
-    assert deliveries._claim(pending.pk, timezone.now())  # a worker took it and died mid-send
+    assert deliveries._claim([pending.pk], timezone.now()) == [pending.pk]  # a worker took it and died mid-send
 
     assert deliveries.webhook_deliveries_send(delivery_ids=[pending.pk])[0].status == "skipped"
     assert deliveries.webhook_deliveries_due() == []
@@ -284,3 +284,32 @@ def test_settled_events_past_the_retention_are_pruned_and_pending_ones_kept(alic
 
     assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [waiting.pk]
     assert not WebhookAttempt.objects.exists()
+
+
+def test_under_a_backlog_one_task_sends_the_queued_first_attempts_and_their_own_messages_skip(alice, receiver):
+    created = webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
+    first, second, third = record(alice, n=3)
+
+    outcomes = deliveries.webhook_deliveries_send(delivery_ids=[first.pk], grab=5)
+
+    assert [(o.delivery_id, o.status) for o in outcomes] == [
+        (first.pk, "delivered"),
+        (second.pk, "delivered"),
+        (third.pk, "delivered"),
+    ]
+    assert deliveries.webhook_deliveries_send(delivery_ids=[second.pk], grab=5)[0].status == "skipped"
+    assert len(receiver.verified(created.secret)) == 3
+
+
+def test_a_batch_stops_at_half_its_lease_and_releases_the_rest(alice, receiver, settings):
+    settings.WEBHOOK_LEASE_SECONDS = 1
+    receiver.delay = 0.6  # a slow receiver: the first POST uses up half the lease
+    webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
+    first, second = record(alice, n=2)
+
+    outcomes = deliveries.webhook_deliveries_send(delivery_ids=[first.pk, second.pk])
+
+    assert [o.status for o in outcomes] == ["delivered"]
+    second.refresh_from_db()
+    assert (second.status, second.lease_until, second.attempts) == (WebhookDeliveryStatus.PENDING, None, 0)
+    assert deliveries.webhook_deliveries_send(delivery_ids=[second.pk])[0].status == "delivered"
