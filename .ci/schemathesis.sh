@@ -9,6 +9,9 @@ db=${SCHEMATHESIS_DB:-cipherguard_schema}
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export RATE_LIMIT_ENABLED=false DEBUG=false LOG_LEVEL=WARNING
+# The schema's example webhook URL is a documentation address: allowed here, so the examples phase
+# registers an endpoint and the stateful phase reaches the routes that need one.
+export WEBHOOKS_ALLOWED_NETWORKS=203.0.113.0/24
 .venv/bin/python manage.py migrate --no-input -v 0
 for user in schema-client schema-peer; do
   CIPHERGUARD_USER_PASSWORD="Correct-Horse-Battery-Staple-42" .venv/bin/python manage.py create_user "$user" --role api_client

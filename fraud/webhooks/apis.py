@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -59,8 +59,17 @@ def event_types_field(**kwargs: Any) -> serializers.ListField:
     )
 
 
+# The example is a documentation address (RFC 5737): refused like any non-public one unless an
+# operator allows its network, as CI's schemathesis run does to exercise the endpoint routes.
+@extend_schema_field(
+    {"type": "string", "maxLength": MAX_URL_LENGTH, "example": "https://203.0.113.10/cipherguard/webhooks"}
+)
+class WebhookUrlField(serializers.CharField):
+    pass
+
+
 def url_field(**kwargs: Any) -> serializers.CharField:
-    return serializers.CharField(
+    return WebhookUrlField(
         max_length=MAX_URL_LENGTH,
         trim_whitespace=False,
         help_text="where events are posted: an https URL whose host resolves only to public addresses",
