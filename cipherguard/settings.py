@@ -517,6 +517,12 @@ WEBHOOK_READ_TIMEOUT = env_float("WEBHOOK_READ_TIMEOUT", 10.0, minimum=0.1, maxi
 # A worker holds a delivery this long; if it dies mid-send, the next sweep sends it again after.
 # Longer than a whole attempt (connect + read timeouts), so a slow answer is never sent twice.
 WEBHOOK_LEASE_SECONDS = env_int("WEBHOOK_LEASE_SECONDS", 60, minimum=5)
+if WEBHOOK_LEASE_SECONDS < 2 * (WEBHOOK_CONNECT_TIMEOUT + WEBHOOK_READ_TIMEOUT):
+    # A batch starts its last POST before half its lease, and a POST takes up to both timeouts.
+    raise ImproperlyConfigured(
+        "WEBHOOK_LEASE_SECONDS must be at least twice WEBHOOK_CONNECT_TIMEOUT + WEBHOOK_READ_TIMEOUT, "
+        "or a slow receiver could be sent the same event twice at once"
+    )
 # Seconds to wait after each failed attempt (Standard Webhooks' schedule, ±20 % jitter): eight
 # attempts over about 28 hours, then the delivery is given up (and can be re-sent by hand).
 WEBHOOK_RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)

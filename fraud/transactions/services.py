@@ -35,11 +35,14 @@ def transaction_label(*, transaction_obj: Transaction, label: str, source: str, 
             before=before,
             after={"label": label, "label_source": source, "transaction_id": transaction_obj.transaction_id},
         )
-        webhook_events_record(
-            event_type=WebhookEventType.TRANSACTION_LABELLED,
-            owner=transaction_obj.owner,
-            payloads=[payloads.transaction_labelled(transaction_obj)],
-        )
+        # A repeated report (a client retrying its feedback) is audited but not announced again:
+        # the receiver would get a second event with a new id it could not tell was the same.
+        if before != {"label": label, "label_source": source}:
+            webhook_events_record(
+                event_type=WebhookEventType.TRANSACTION_LABELLED,
+                owner=transaction_obj.owner,
+                payloads=[payloads.transaction_labelled(transaction_obj)],
+            )
     return transaction_obj
 
 

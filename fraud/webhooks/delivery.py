@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from cryptography.exceptions import InvalidTag
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -117,14 +117,24 @@ def webhook_deliveries_send(*, delivery_ids: list[int], grab: int = 0) -> list[A
     outcomes = [AttemptOutcome(pk, "skipped") for pk in delivery_ids if pk not in set(claimed)]
     rows = WebhookDelivery.objects.select_related("event", "endpoint").in_bulk(claimed)
     endpoints: dict[int, WebhookEndpoint] = {}
+    last: dict[int, str] = {}
     for index, pk in enumerate(claimed):
         if time.monotonic() - started > settings.WEBHOOK_LEASE_SECONDS / 2:
             WebhookDelivery.objects.filter(pk__in=claimed[index:]).update(lease_until=None)
             break
-        delivery = rows[pk]
+        delivery = rows.get(pk)
+        if delivery is None:  # its endpoint was deleted since the claim
+            continue
         # One endpoint object per endpoint, so a failure or a disable earlier in the batch is seen.
         delivery.endpoint = endpoints.setdefault(delivery.endpoint_id, delivery.endpoint)
-        outcomes.append(_attempt(delivery))
+        outcome = _attempt(delivery)
+        outcomes.append(outcome)
+        last[delivery.endpoint_id] = outcome.status
+    # An endpoint that ended the batch answering is not failing, even if another worker marked it
+    # so after this one loaded it: one conditional UPDATE per such endpoint, not one per delivery.
+    recovered = [pk for pk, status in last.items() if status == "delivered"]
+    if recovered:
+        WebhookEndpoint.objects.filter(pk__in=recovered, failing_since__isnull=False).update(failing_since=None)
     return outcomes
 
 
@@ -318,11 +328,28 @@ def webhook_delivery_resend(*, delivery: WebhookDelivery, actor: User) -> Webhoo
     return delivery
 
 
+PRUNE_BATCH = 1000
+
+
+def deliveries_delete(deliveries: QuerySet[WebhookDelivery]) -> int:
+    """Delete deliveries and their attempt logs a thousand at a time: Django's cascade would load
+    every row (a busy endpoint's month of log) into memory first."""
+    done = 0
+    while ids := list(deliveries.order_by().values_list("pk", flat=True)[:PRUNE_BATCH]):
+        WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+        done += WebhookDelivery.objects.filter(pk__in=ids).delete()[0]
+    return done
+
+
 def webhook_events_prune(*, older_than_days: int | None = None) -> int:
     """Delete events (with their deliveries and attempt logs) older than the retention, once none
-    of their deliveries is still pending; returns how many events went."""
+    of their deliveries is still pending, a thousand at a time; returns how many events went."""
     days = settings.WEBHOOK_RETENTION_DAYS if older_than_days is None else older_than_days
     cutoff = timezone.now() - timedelta(days=days)
     old = WebhookEvent.objects.filter(created_at__lt=cutoff).exclude(deliveries__status=WebhookDeliveryStatus.PENDING)
-    deleted, per_model = old.delete()
-    return per_model.get(WebhookEvent._meta.label, 0)
+    done = 0
+    while ids := list(old.order_by().values_list("pk", flat=True)[:PRUNE_BATCH]):
+        with transaction.atomic():
+            deliveries_delete(WebhookDelivery.objects.filter(event_id__in=ids))
+            done += WebhookEvent.objects.filter(pk__in=ids).delete()[0]
+    return done

@@ -38,7 +38,7 @@ def subscribers(*, owner: User | None, event_type: str) -> list[WebhookEndpoint]
     ``owner`` is None: admins' endpoints)."""
     if event_type in PLATFORM_EVENTS:
         endpoints = WebhookEndpoint.objects.filter(enabled=True, owner__role=Role.ADMIN, owner__is_active=True)
-    elif owner is None:
+    elif owner is None or not owner.is_active:  # a deactivated client is told nothing
         return []
     else:
         endpoints = WebhookEndpoint.objects.filter(enabled=True, owner=owner)

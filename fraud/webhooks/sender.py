@@ -1,14 +1,19 @@
 """One POST of a webhook to an address already checked (``addresses.destination_resolve``):
-bounded in time, never following a redirect, reading at most the first bytes of the answer.
+bounded in time as a whole, never following a redirect, reading at most the first bytes of the
+answer. Each POST has its own connection, so the deadline can end it without spoiling a pool.
 No Django here."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import socket
 import threading
 import time
 from dataclasses import dataclass
 
 import urllib3
+import urllib3.connection
 
 from fraud.webhooks.addresses import Destination
 
@@ -26,27 +31,14 @@ class PostResult:
     excerpt: str
 
 
-_pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
-_pools_lock = threading.Lock()
-
-
-def _pool(dest: Destination, address: str, connect_timeout: float, read_timeout: float) -> urllib3.HTTPConnectionPool:
-    """Kept-alive connections per (scheme, address, port, host): most events go to a few endpoints."""
-    key = (dest.scheme, address, dest.port, dest.host)
-    with _pools_lock:
-        pool = _pools.get(key)
-        if pool is None:
-            timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
-            if dest.scheme == "https":
-                # Connect to the checked address; the certificate must still be the host's.
-                pool = urllib3.HTTPSConnectionPool(
-                    address, dest.port, timeout=timeout, maxsize=4, retries=False,
-                    server_hostname=dest.host, assert_hostname=dest.host, cert_reqs="CERT_REQUIRED",
-                )  # fmt: skip
-            else:
-                pool = urllib3.HTTPConnectionPool(address, dest.port, timeout=timeout, maxsize=4, retries=False)
-            _pools[key] = pool
-    return pool
+def _connection(dest: Destination, address: str, connect_timeout: float) -> urllib3.connection.HTTPConnection:
+    if dest.scheme == "https":
+        # Connect to the checked address; the certificate must still be the host's.
+        return urllib3.connection.HTTPSConnection(
+            address, dest.port, timeout=connect_timeout,
+            server_hostname=dest.host, assert_hostname=dest.host, cert_reqs="CERT_REQUIRED",
+        )  # fmt: skip
+    return urllib3.connection.HTTPConnection(address, dest.port, timeout=connect_timeout)
 
 
 def _printable(raw: bytes) -> str:
@@ -63,26 +55,40 @@ def post(
     connect_timeout: float,
     read_timeout: float,
 ) -> PostResult:
+    """POST once, on a connection of its own, within ``connect_timeout + read_timeout`` in all.
+
+    A socket timeout bounds each read, not the answer: a receiver sending a byte every few seconds
+    would hold the worker for as long as it liked (and past its lease, so that another worker sent
+    the event again). A watchdog shuts the socket at the deadline, which ends any read in progress."""
     started = time.perf_counter()
-    pool = _pool(dest, address, connect_timeout, read_timeout)
+    conn = _connection(dest, address, connect_timeout)
+    watchdog = threading.Timer(connect_timeout + read_timeout, _shut, args=(conn,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        response = pool.urlopen(
-            "POST", dest.target, body=body, headers={**headers, "Host": dest.host_header},
-            redirect=False, retries=False, preload_content=False, assert_same_host=False,
-        )  # fmt: skip
-    except urllib3.exceptions.HTTPError as exc:
-        return PostResult(None, _reason(exc), (time.perf_counter() - started) * 1000, "")
-    try:
+        conn.connect()
+        if conn.sock is not None:
+            conn.sock.settimeout(read_timeout)
+        conn.request(
+            "POST", dest.target, body=body, headers={**headers, "Host": dest.host_header}, preload_content=False
+        )
+        response = conn.getresponse()
         raw = response.read(READ_AT_MOST)
-        finished = response.length_remaining in (0, None) and not response.read(1)
-    except urllib3.exceptions.HTTPError:
-        raw, finished = b"", False
-    if finished:
-        response.release_conn()
-    else:
-        response.close()
-    duration = (time.perf_counter() - started) * 1000
-    return PostResult(response.status, "", duration, _printable(raw))
+        status = response.status
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+        error = "no answer within the time allowed" if not watchdog.is_alive() else _reason(exc)
+        return PostResult(None, error, (time.perf_counter() - started) * 1000, "")
+    finally:
+        watchdog.cancel()
+        conn.close()
+    return PostResult(status, "", (time.perf_counter() - started) * 1000, _printable(raw))
+
+
+def _shut(conn: urllib3.connection.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed: nothing to end
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _reason(exc: Exception) -> str:

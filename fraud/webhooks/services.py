@@ -4,7 +4,7 @@ of a creation or a rotation; it is stored sealed (``delivery.secret_box``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from audit.services import audit_record
-from fraud.models import WebhookEndpoint, WebhookEventType
+from fraud.models import WebhookDelivery, WebhookEndpoint, WebhookEventType
 from fraud.webhooks import addresses
-from fraud.webhooks.delivery import allowed_networks, secret_box
+from fraud.webhooks.delivery import allowed_networks, deliveries_delete, secret_box
 from fraud.webhooks.events import PLATFORM_EVENTS
 from fraud.webhooks.signing import secret_new
 
@@ -64,7 +64,7 @@ def _state(endpoint: WebhookEndpoint) -> dict[str, Any]:
 @dataclass(frozen=True)
 class EndpointWithSecret:
     endpoint: WebhookEndpoint
-    secret: str  # shown once
+    secret: str = field(repr=False)  # shown once; never in a repr, a traceback's locals or a log
 
 
 def webhook_endpoint_create(
@@ -142,6 +142,7 @@ def webhook_endpoint_rotate_secret(
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: User) -> None:
     with transaction.atomic():
         audit_record(event_type="webhook.endpoint_deleted", actor=actor, obj=endpoint, before=_state(endpoint))
+        deliveries_delete(WebhookDelivery.objects.filter(endpoint=endpoint))
         endpoint.delete()
 
 

@@ -6,7 +6,7 @@ the same bytes, and every event ends up delivered, signed, nothing pending or fa
 
 The workers here run the deployment's settings plus three: the receiver's address allowed over
 plain http (WEBHOOKS_ALLOWED_NETWORKS, WEBHOOKS_HTTPS_ONLY, as an operator allows an internal
-receiver), and a 5 s lease (WEBHOOK_LEASE_SECONDS) so that the test is bounded. The deployment's own worker (which has no such allowance) is stopped for the test and a
+receiver), and a 12 s lease (WEBHOOK_LEASE_SECONDS) so that the test is bounded. The deployment's own worker (which has no such allowance) is stopped for the test and a
 fresh one started after it, so the scenarios after this one find the stack as it was."""
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from tests.faults.conftest import Figures
 
 EVENTS = 5
-LEASE_S = 5
+# The lease must be twice a whole POST (connect + read timeouts), as settings insist: 2 × (1 + 5).
+LEASE_S = 12
 HOLD_S = 30  # the held request's answer comes this late, long after the worker that sent it died
 # The interrupted delivery is due again once the sweep counts it lost: its lease has run out and,
 # never having been attempted to the end, FIRST_ATTEMPT_GRACE (30 s) has passed since the event;
@@ -41,6 +42,8 @@ WEBHOOK_ENV = {
     "WEBHOOKS_ALLOWED_NETWORKS": "127.0.0.1/32",
     "WEBHOOKS_HTTPS_ONLY": "false",
     "WEBHOOK_LEASE_SECONDS": str(LEASE_S),
+    "WEBHOOK_CONNECT_TIMEOUT": "1",
+    "WEBHOOK_READ_TIMEOUT": "5",
 }
 
 ENDPOINT_CREATE = """
@@ -185,9 +188,9 @@ def test_a_worker_killed_mid_delivery_loses_no_webhook_and_the_interrupted_one_a
         in_flight_at = now()
         held_id = receiver.requests[0].headers["webhook-id"]
         # Let the other process deliver the rest first, so the kill hits a worker that has done
-        # work (those stay delivered, once) and holds one POST; never past the 10 s read timeout,
+        # work (those stay delivered, once) and holds one POST; well within the POST's 6 s deadline,
         # after which the worker would record the attempt as failed on its own.
-        deadline = now() + 5
+        deadline = now() + 3
         while now() < deadline and delivered(deliveries(stack, endpoint_id)) < EVENTS - 1:
             time.sleep(0.1)
         at_kill = deliveries(stack, endpoint_id)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from datetime import timedelta
 
@@ -13,9 +14,15 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from fraud.models import WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEvent, WebhookEventType
+from fraud.webhooks import addresses
 from fraud.webhooks import delivery as deliveries
 from fraud.webhooks.events import webhook_events_record
-from fraud.webhooks.services import EndpointError, webhook_endpoint_create, webhook_endpoint_rotate_secret
+from fraud.webhooks.services import (
+    EndpointError,
+    webhook_endpoint_create,
+    webhook_endpoint_delete,
+    webhook_endpoint_rotate_secret,
+)
 from tests.fraud.webhooks.receiver import running_receiver
 
 FLAGGED = WebhookEventType.TRANSACTION_FLAGGED
@@ -138,7 +145,7 @@ def test_an_address_that_turns_private_after_saving_is_refused_at_delivery(alice
     assert outcome.status == "retry"
     assert receiver.requests == []
     attempt = WebhookAttempt.objects.get()
-    assert attempt.status_code is None and "loopback" in attempt.error
+    assert attempt.status_code is None and "does not resolve to a public address" in attempt.error
     assert endpoint.pk
 
 
@@ -154,22 +161,35 @@ def test_a_name_rebound_to_a_private_address_is_refused_at_delivery(alice, recei
     [outcome] = deliveries.webhook_deliveries_send(delivery_ids=[pending.pk])
 
     assert outcome.status == "retry"
-    assert "169.254.169.254, a link-local address" in WebhookAttempt.objects.get().error
+    error = WebhookAttempt.objects.get().error
+    assert "hooks.example.com does not resolve to a public address" in error
+    assert "169.254" not in error  # the client reads its delivery log: it learns nothing of our network
 
 
 @pytest.mark.parametrize(
     ("url", "words"),
     [
-        ("http://127.0.0.1:9/hooks", "loopback"),
-        ("http://10.1.2.3/hooks", "private"),
-        ("http://169.254.169.254/latest/meta-data/", "link-local"),
-        ("http://[::1]/hooks", "loopback"),
-        ("http://[::ffff:192.168.0.1]/hooks", "private"),
-        ("http://0.0.0.0/hooks", "unspecified"),
-        ("http://localhost:8000/hooks", "loopback"),
+        ("http://127.0.0.1:9/hooks", "public address"),
+        ("http://10.1.2.3/hooks", "public address"),
+        ("http://169.254.169.254/latest/meta-data/", "public address"),
+        ("http://[::1]/hooks", "public address"),
+        ("http://[::ffff:192.168.0.1]/hooks", "public address"),
+        ("http://0.0.0.0/hooks", "public address"),
+        ("http://localhost:8000/hooks", "public address"),
+        ("http://[64:ff9b::a00:1]/hooks", "public address"),  # NAT64 for 10.0.0.1
+        ("http://[::127.0.0.1]/hooks", "public address"),  # IPv4-compatible
+        ("http://[::ffff:0:7f00:1]/hooks", "public address"),  # IPv4-translated
+        ("http://[2002:7f00:1::]/hooks", "public address"),  # 6to4
+        ("http://[2001:0:5ef5:79fd::1]/hooks", "public address"),  # Teredo
+        ("http://[fec0::1]/hooks", "public address"),  # site-local
+        ("http://100.64.0.1/hooks", "public address"),  # carrier-grade NAT
         ("ftp://example.com/hooks", "http or https"),
         ("http://user:pw@example.com/hooks", "user name or password"),
         ("http://exa mple.com/hooks", "ASCII"),
+        ("https://[::1/hooks", "not a valid URL"),
+        ("https://[zzz]/hooks", "not a valid URL"),
+        ("https://example.com:99999/hooks", "not a valid URL"),
+        ("https://example.com:0/hooks", "invalid port"),
     ],
 )
 def test_unsafe_urls_are_refused_at_save(alice, settings, url, words):
@@ -178,6 +198,24 @@ def test_unsafe_urls_are_refused_at_save(alice, settings, url, words):
         webhook_endpoint_create(owner=alice, url=url, event_types=[FLAGGED])
     assert refused.value.field == "url"
     assert words in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "a loopback address"),
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("64:ff9b::7f00:1", "a loopback address"),
+        ("10.0.0.1", "a private address"),
+        ("fe80::1", "a link-local address"),
+        ("224.0.0.1", "a multicast address"),
+        ("2002:7f00:1::", "a reserved or non-public address"),
+        ("93.184.215.14", ""),
+        ("2606:4700::1111", ""),
+    ],
+)
+def test_what_an_address_reaches_is_what_is_judged(address, kind):
+    assert addresses.address_refusal(ipaddress.ip_address(address), ()) == kind
 
 
 def test_production_takes_https_only(alice, settings):
@@ -313,3 +351,28 @@ def test_a_batch_stops_at_half_its_lease_and_releases_the_rest(alice, receiver, 
     second.refresh_from_db()
     assert (second.status, second.lease_until, second.attempts) == (WebhookDeliveryStatus.PENDING, None, 0)
     assert deliveries.webhook_deliveries_send(delivery_ids=[second.pk])[0].status == "delivered"
+
+
+def test_a_deactivated_client_is_told_nothing(alice, receiver):
+    webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
+    alice.is_active = False
+    alice.save(update_fields=["is_active"])
+    with transaction.atomic():
+        assert webhook_events_record(event_type=FLAGGED, owner=alice, payloads=[{"transaction_id": "T1"}]) == 0
+
+
+def test_deleting_an_endpoint_takes_its_delivery_log_with_it(alice, receiver, monkeypatch):
+    monkeypatch.setattr(deliveries, "PRUNE_BATCH", 2)  # several batches
+    created = webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
+    sent = record(alice, n=5)
+    deliveries.webhook_deliveries_send(delivery_ids=[d.pk for d in sent])
+
+    webhook_endpoint_delete(endpoint=created.endpoint, actor=alice)
+
+    assert not WebhookDelivery.objects.exists()
+    assert not WebhookAttempt.objects.exists()
+
+
+def test_the_signing_secret_stays_out_of_reprs(alice, receiver):
+    created = webhook_endpoint_create(owner=alice, url=receiver.url, event_types=[FLAGGED])
+    assert created.secret not in repr(created)

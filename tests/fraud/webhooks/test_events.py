@@ -403,6 +403,11 @@ def test_client_feedback_emits_transaction_labelled(alice, alice_api, receiver):
         "labelled_at": payloads.utc_text(tx.label_time),
     }
 
+    # The client retries the same report: audited again, announced once.
+    assert alice_api.post(f"{URL}fb-1/feedback/", {"label": "fraud"}, format="json").status_code == 200
+    deliver()
+    assert len(receiver.requests) == 1
+
 
 # --- model.activated ------------------------------------------------------------------------------
 
