@@ -92,8 +92,9 @@ def _claim(delivery_ids: list[int], now: datetime, *, grab: int = 0) -> list[int
     ids = [int(pk) for pk in delivery_ids] or [0]
     listed = ", ".join(["%s"] * len(ids))
     free = "status = 'pending' AND (lease_until IS NULL OR lease_until < %s)"
+    # The table name is the model's; every value is a bound parameter.
     sql = (
-        f"UPDATE {table} SET lease_until = %s WHERE id IN ("  # noqa: S608 -- table name from the model, values bound
+        f"UPDATE {table} SET lease_until = %s WHERE id IN ("  # noqa: S608  # nosec B608
         f"  SELECT id FROM {table} WHERE {free} AND next_attempt_at <= %s"
         f"  AND (id IN ({listed}) OR attempts = 0)"
         f"  ORDER BY CASE WHEN id IN ({listed}) THEN 0 ELSE 1 END, next_attempt_at LIMIT %s"
