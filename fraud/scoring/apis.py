@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cipherguard.api import (
-    CURSOR_RE,
+    CursorField,
     IsApiClient,
     Pagination,
     StrictSerializer,
@@ -135,14 +135,6 @@ def no_model_response() -> Response:
 
 def conflict_body(exc: IdempotencyConflictError) -> dict[str, Any]:
     return problem(status.HTTP_409_CONFLICT, str(exc), code="idempotency_conflict")
-
-
-@extend_schema_field(
-    {"type": "string", "pattern": f"^{CURSOR_RE.pattern}$", "description": "opaque: a page's next or previous link"}
-)
-class CursorField(serializers.CharField):
-    def __init__(self, **kwargs: Any):
-        super().__init__(max_length=512, **kwargs)
 
 
 class TransactionFilterSerializer(StrictSerializer):
