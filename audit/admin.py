@@ -11,11 +11,11 @@ from django.utils.safestring import SafeString
 
 from audit.models import ActorType, AuditEvent
 from audit.services import audit_record
-from cipherguard.admin_display import EMPTY, truncated, two_lines, when
+from cipherguard.admin_display import EMPTY, ReadOnlyAdmin, truncated, two_lines, when
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     # Short columns, so a page of events fits a laptop's width beside the admin's sidebars: long
     # labels, object ids and IPv6 addresses are cut (whole in the title), and what is rarely
     # scanned for is on the event's page.
@@ -61,15 +61,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="OK", boolean=True, ordering="success")
     def ok(self, obj: AuditEvent) -> bool:
         return obj.success
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         response = super().changelist_view(request, extra_context)

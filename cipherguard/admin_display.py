@@ -5,12 +5,28 @@ styled by static/cipherguard/admin.css (linked from templates/admin/base_site.ht
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 EMPTY = "—"
+
+
+class ReadOnlyAdmin:
+    """A ModelAdmin mixin for records nobody edits from a form (the audit trail, delivery logs):
+    no add, change or delete, whoever asks; their pages show the fields and the actions."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 def truncated(text: str | None, limit: int) -> SafeString | str:

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from cipherguard.admin_display import EMPTY, truncated, two_lines, when
+from cipherguard.admin_display import EMPTY, ReadOnlyAdmin, truncated, two_lines, when
 from fraud.models import WebhookAttempt, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint, WebhookEventType
 from fraud.webhooks.delivery import ResendError, event_body, webhook_delivery_resend
 from fraud.webhooks.selectors import HEALTH_ORDERING, webhook_endpoints_health
@@ -251,7 +251,7 @@ class WebhookAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(admin.ModelAdmin):
+class WebhookDeliveryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """The delivery log, read-only: what was sent where, every attempt, and a re-send."""
 
     list_display = ("delivery", "endpoint_url", "state", "tries", "created", "settled")
@@ -267,15 +267,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         # The endpoint's page links to its deliveries; listing every endpoint in the sidebar would not fit.
         return lookup == "endpoint__id__exact" or super().lookup_allowed(lookup, value, request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Delivery", ordering="created_at")
     def delivery(self, obj: WebhookDelivery) -> SafeString:
