@@ -6,9 +6,7 @@ the pages)."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 from accounts.models import Role
 from audit.models import AuditEvent
@@ -16,20 +14,8 @@ from audit.services import audit_record
 from cipherguard import context
 from fraud.models import ModelStatus
 from fraud.rules.selectors import thresholds_row
+from tests.browser.admin_pages import OVERFLOW, WIDTH, admin_signed_in, screenshots
 from tests.factories import PASSWORD, ModelVersionFactory, UserFactory, trained_metrics
-
-WIDTH = 1400
-
-# The page's own width, and the widest list table's overflow inside its scrolling box (the admin
-# scrolls a too-wide table there instead of widening the page, which cuts it off just the same).
-OVERFLOW = """() => {
-  const results = document.querySelector('#changelist .results');
-  return {
-    page: document.documentElement.scrollWidth,
-    table: results ? results.scrollWidth - results.clientWidth : 0,
-    rows: document.querySelectorAll('#result_list tbody tr').length,
-  };
-}"""
 
 
 def _a_week_of_history(dave) -> tuple:
@@ -68,21 +54,13 @@ def _a_week_of_history(dave) -> tuple:
     return retired, active, candidate
 
 
-def _shots() -> Path | None:
-    folder = os.environ.get("ADMIN_SCREENSHOTS")
-    if not folder:
-        return None
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return Path(folder)
-
-
 def test_an_admin_fixes_the_thresholds_reads_a_models_figures_and_the_lists_fit(
     live_server, browser_page, dave, tmp_path
 ):
     _retired, active, candidate = _a_week_of_history(dave)
     row = thresholds_row()
     decline = row.decline_threshold
-    shots = _shots() or tmp_path
+    shots = screenshots(tmp_path)
     page = browser_page
     page.set_viewport_size({"width": WIDTH, "height": 900})
 
@@ -173,14 +151,8 @@ def test_the_transaction_rule_and_list_pages_fit_a_laptop_too(live_server, brows
               condition="amount > 5000 and country == 'NG' and channel == 'online' and merchant_id == 'M00042'")  # fmt: skip
     list_entry_add(actor=dave, kind="customer", value="customer-0001-" + "8" * 40, action="block", owner=processor,
                    reason="Chargeback ring reported by the issuer on 2026-03-10; see the case for the evidence")  # fmt: skip
-    page = browser_page
-    page.set_viewport_size({"width": WIDTH, "height": 900})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", dave.username)
-    page.fill("#id_password", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{live_server.url}/admin/")
-    shots = _shots() or tmp_path
+    page = admin_signed_in(browser_page, live_server.url, dave)
+    shots = screenshots(tmp_path)
     for name, rows in (("transaction", 20), ("rule", 1), ("listentry", 1)):
         page.goto(f"{live_server.url}/admin/fraud/{name}/")
         width = page.evaluate(OVERFLOW)

@@ -6,10 +6,8 @@ Screenshots go to the test's temporary folder, or to ``ADMIN_SCREENSHOTS`` when 
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from accounts.models import Role
 from fraud.models import (
@@ -21,19 +19,11 @@ from fraud.models import (
     WebhookEventType,
 )
 from fraud.webhooks.services import webhook_endpoint_create
-from tests.browser.test_admin_browser import OVERFLOW, WIDTH
-from tests.factories import PASSWORD, UserFactory
+from tests.browser.admin_pages import OVERFLOW, WIDTH, admin_signed_in, screenshots
+from tests.factories import UserFactory
 
 LONG_URL = "http://127.0.0.1:8443/payments/notifications/cipherguard/production/eu-west-1/receiver-v2?tenant=acme"
 LONG_ERROR = "connection refused by 127.0.0.1:8443 after 3.0 s (the receiver was restarting for a deploy); retrying"
-
-
-def _shots(tmp_path: Path) -> Path:
-    folder = os.environ.get("ADMIN_SCREENSHOTS")
-    if not folder:
-        return tmp_path
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    return Path(folder)
 
 
 def _endpoints_with_history() -> list[WebhookEndpoint]:
@@ -80,14 +70,8 @@ def test_an_admin_adds_an_endpoint_copies_the_secret_and_the_webhook_pages_fit(
     settings.WEBHOOKS_ALLOWED_NETWORKS = ["127.0.0.1/32"]  # the SSRF guard refuses loopback otherwise
     settings.WEBHOOKS_HTTPS_ONLY = False
     endpoints = _endpoints_with_history()
-    shots = _shots(tmp_path)
-    page = browser_page
-    page.set_viewport_size({"width": WIDTH, "height": 900})
-    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-    page.fill("#id_username", dave.username)
-    page.fill("#id_password", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_url(f"{live_server.url}/admin/")
+    shots = screenshots(tmp_path)
+    page = admin_signed_in(browser_page, live_server.url, dave)
 
     # The list: problems first (disabled, then failing), every column short, the list fits.
     page.goto(f"{live_server.url}/admin/fraud/webhookendpoint/")
