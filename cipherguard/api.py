@@ -7,6 +7,7 @@ import codecs
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
@@ -160,6 +161,18 @@ class Pagination(CursorPagination):
             if value is None or naive or "\x00" in cursor.position:
                 raise invalid_field("cursor", "Invalid cursor.")
         return cursor
+
+
+def paginated(
+    request: Any, view: Any, queryset: Any, render: Callable[[Any], Any], *, ordering: tuple[str, ...] | None = None
+) -> Response:
+    """One page of ``queryset`` (ordered by ``ordering``, Pagination's by default), each item
+    through ``render``, with the next and previous links."""
+    paginator = Pagination()
+    if ordering is not None:
+        paginator.ordering = ordering
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response([render(item) for item in page])
 
 
 @extend_schema_field(

@@ -17,10 +17,10 @@ from rest_framework.views import APIView
 
 from cipherguard.api import (
     IsApiClient,
-    Pagination,
     SafeJSONParser,
     StrictSerializer,
     page_of,
+    paginated,
     path_int,
     path_int_schema,
     problem_response,
@@ -102,10 +102,7 @@ class ListEntriesApi(APIView):
     )
     def get(self, request: Request) -> Response:
         entries = ListEntry.objects.filter(owner=request.user, removed_at__isnull=True).order_by("-created_at", "-id")
-        paginator = Pagination()
-        paginator.ordering = ("-created_at", "-id")
-        page = paginator.paginate_queryset(entries, request, view=self)
-        return paginator.get_paginated_response([entry_data(e) for e in page])
+        return paginated(request, self, entries, entry_data, ordering=("-created_at", "-id"))
 
     @extend_schema(
         operation_id="lists_create",

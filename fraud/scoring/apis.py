@@ -16,9 +16,9 @@ from rest_framework.views import APIView
 from cipherguard.api import (
     CursorField,
     IsApiClient,
-    Pagination,
     StrictSerializer,
     page_of,
+    paginated,
     problem,
     problem_response,
     problems,
@@ -188,9 +188,7 @@ class TransactionsApi(APIView):
         filters.is_valid(raise_exception=True)
         params = {k: v for k, v in filters.validated_data.items() if k not in {"cursor", "page_size"}}
         qs = transaction_list_for_client(client=request.user, **params)
-        paginator = Pagination()
-        page = paginator.paginate_queryset(qs, request, view=self)
-        return paginator.get_paginated_response([transaction_data(tx) for tx in page])
+        return paginated(request, self, qs, transaction_data)
 
 
 class BatchRequestSerializer(StrictSerializer):

@@ -17,9 +17,9 @@ from rest_framework.views import APIView
 from cipherguard.api import (
     CursorField,
     IsApiClient,
-    Pagination,
     StrictSerializer,
     page_of,
+    paginated,
     path_int,
     path_int_schema,
     problem_response,
@@ -217,15 +217,11 @@ def delivery_data(delivery: WebhookDelivery) -> dict[str, Any]:
     }
 
 
+NEWEST = ("-created_at", "-id")
+
+
 def _refused(exc: EndpointError) -> Response:
     return problem_response(status.HTTP_400_BAD_REQUEST, exc.message, errors={exc.field: [exc.message]}, code="invalid")
-
-
-def _page(request: Request, view: APIView, queryset: Any, render: Any) -> Response:
-    paginator = Pagination()
-    paginator.ordering = ("-created_at", "-id")
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response([render(item) for item in page])
 
 
 ENDPOINT_ID = path_int_schema("endpoint_id", "The webhook endpoint's id.")
@@ -245,7 +241,7 @@ class WebhookEndpointsApi(APIView):
     )
     def get(self, request: Request) -> Response:
         PageFilterSerializer(data=request.query_params.dict()).is_valid(raise_exception=True)
-        return _page(request, self, webhook_endpoints_for_user(user=request.user), endpoint_data)
+        return paginated(request, self, webhook_endpoints_for_user(user=request.user), endpoint_data, ordering=NEWEST)
 
     @extend_schema(
         operation_id="webhooks_create",
@@ -352,7 +348,7 @@ class WebhookDeliveriesApi(APIView):
         deliveries = webhook_deliveries_for_endpoint(endpoint=endpoint)
         if "status" in filters.validated_data:
             deliveries = deliveries.filter(status=filters.validated_data["status"])
-        return _page(request, self, deliveries, delivery_data)
+        return paginated(request, self, deliveries, delivery_data, ordering=NEWEST)
 
 
 class WebhookDeliveryResendApi(APIView):
