@@ -139,12 +139,6 @@ def webhook_deliveries_send(*, delivery_ids: list[int], grab: int = 0) -> list[A
     return outcomes
 
 
-def webhook_delivery_attempt(*, delivery_id: int) -> AttemptOutcome:
-    """One attempt at one delivery, if it is due and not held by another worker."""
-    [outcome] = webhook_deliveries_send(delivery_ids=[delivery_id])
-    return outcome
-
-
 def _attempt(delivery: WebhookDelivery) -> AttemptOutcome:
     now = timezone.now()
     endpoint, event = delivery.endpoint, delivery.event

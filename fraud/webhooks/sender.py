@@ -18,8 +18,8 @@ import urllib3.connection
 from fraud.webhooks.addresses import Destination
 
 EXCERPT_BYTES = 500
-# A receiver's answer beyond this is not read: the connection is closed instead of drained, so a
-# receiver streaming without end cannot hold a worker.
+# A receiver's answer beyond this is never read (the connection is closed after every POST), so
+# one streaming without end costs no memory; the deadline bounds its time.
 READ_AT_MOST = 64 * 1024
 
 

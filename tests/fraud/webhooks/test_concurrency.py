@@ -22,7 +22,7 @@ def test_of_many_workers_handed_one_delivery_exactly_one_sends_it(postgres_tx, a
         webhook_events_record(event_type=FLAGGED, owner=alice, payloads=[{"transaction_id": "T1"}])
     pk = WebhookDelivery.objects.get().pk
 
-    results = at_once(lambda i: deliveries.webhook_delivery_attempt(delivery_id=pk).status, 8)
+    results = at_once(lambda i: deliveries.webhook_deliveries_send(delivery_ids=[pk])[0].status, 8)
 
     assert sorted(results) == ["delivered"] + ["skipped"] * 7, results
     assert len(receiver.requests) == 1

@@ -146,7 +146,8 @@ def test_an_address_that_turns_private_after_saving_is_refused_at_delivery(alice
     assert receiver.requests == []
     attempt = WebhookAttempt.objects.get()
     assert attempt.status_code is None and "does not resolve to a public address" in attempt.error
-    assert endpoint.pk
+    endpoint.refresh_from_db()
+    assert endpoint.enabled  # a refusal is a failed attempt, retried, not a reason to disable at once
 
 
 def test_a_name_rebound_to_a_private_address_is_refused_at_delivery(alice, receiver, settings, monkeypatch):
